@@ -1,0 +1,17 @@
+//! Warden's versioned schema migrations. Steps never change once landed; new
+//! steps are new files, expand/contract so old and new binaries can share a
+//! database during a rolling upgrade.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,63 @@
+//! The errors of Warden's use-cases. The gRPC layer maps each variant to a
+//! status in one place; nothing here knows about gRPC.
+
+use std::time::Duration;
+
+/// Why a use-case refused or failed. Display texts are for the server log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A field is missing, malformed, oversized, or breaks a policy.
+    #[error("invalid request field {field}: {description}")]
+    InvalidRequest {
+        /// The request field at fault.
+        field: &'static str,
+        /// A human description; never contains the submitted value.
+        description: &'static str,
+    },
+    /// A step-up call without `code` while TOTP is enabled.
+    #[error("a second factor is required")]
+    SecondFactorRequired,
+    /// Register with a name already in use.
+    #[error("username taken")]
+    UsernameTaken,
+    /// Wrong password, unknown user, wrong, expired or replayed code.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The Bearer or validated token is not a live session.
+    #[error("session invalid")]
+    SessionInvalid,
+    /// The challenge token is not a live challenge.
+    #[error("challenge invalid")]
+    ChallengeInvalid,
+    /// EnrollTotp while TOTP is enabled.
+    #[error("TOTP already enabled")]
+    TotpAlreadyEnabled,
+    /// Confirmation without a live pending secret.
+    #[error("no pending TOTP enrollment")]
+    NoPendingEnrollment,
+    /// A TOTP operation on an account without TOTP.
+    #[error("TOTP not enabled")]
+    TotpNotEnabled,
+    /// The account name's failure budget is spent.
+    #[error("account locked")]
+    AccountLocked {
+        /// How long until the lock ends, where known.
+        retry_after: Option<Duration>,
+    },
+    /// The password-hashing queue is full.
+    #[error("overloaded")]
+    Overloaded,
+    /// The database could not be reached, or a commit's outcome is unknown.
+    #[error("database unavailable")]
+    DatabaseUnavailable(#[source] anyhow::Error),
+    /// Anything else; details only in the server log.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AuthError {
+    /// An internal failure with context for the log.
+    pub fn internal(context: &'static str, source: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(source.into().context(context))
+    }
+}

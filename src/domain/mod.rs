@@ -1,0 +1,14 @@
+//! Service logic: Warden's use-cases and the types they speak. Nothing here
+//! imports gRPC or ORM types; `grpc/` and `storage/` convert at the edges.
+
+pub mod budget;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod password_policy;
+pub mod service;
+pub mod store;
+pub mod username;
+
+pub use error::AuthError;
+pub use service::{AuthService, Settings};

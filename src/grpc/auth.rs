@@ -1,0 +1,264 @@
+//! `warden.v1.AuthService` over the domain use-cases: wire ↔ domain
+//! conversion only; every decision is made in `domain`.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret as _;
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+
+use super::pb;
+use super::pb::auth_service_server::AuthService as AuthServiceRpc;
+use crate::domain::service::{IssuedSession, LoginOutcome};
+use crate::domain::store::{ClientInfo, Store};
+use crate::domain::{AuthError, AuthService};
+
+/// The gRPC face of [`AuthService`].
+pub struct AuthGrpc<S> {
+    service: Arc<AuthService<S>>,
+}
+
+impl<S> AuthGrpc<S> {
+    /// Serves `service`.
+    pub fn new(service: Arc<AuthService<S>>) -> Self {
+        Self { service }
+    }
+}
+
+fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        // Always below 10^9, so it fits.
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    }
+}
+
+impl From<IssuedSession> for pb::Session {
+    fn from(s: IssuedSession) -> Self {
+        Self {
+            token: s.token.expose_secret().to_owned(),
+            user_id: s.user_id.to_string(),
+            expires_at: Some(timestamp(s.expires_at)),
+            session_id: s.session_id.to_string(),
+        }
+    }
+}
+
+/// The session token from `authorization: Bearer <token>`: exactly one
+/// value, scheme case-insensitive. `None` for anything else.
+fn bearer<T>(request: &Request<T>) -> Option<String> {
+    let mut values = request.metadata().get_all("authorization").iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// Who is calling, for the session row.
+fn client<T>(request: &Request<T>) -> ClientInfo {
+    ClientInfo {
+        address: request
+            .remote_addr()
+            .map(|a| a.ip().to_canonical().to_string()),
+        user_agent: request
+            .metadata()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect()),
+    }
+}
+
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet"))
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: Result<T, AuthError>) -> RpcResult<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
+    #[tracing::instrument(name = "warden.v1.AuthService/Register", skip_all)]
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> RpcResult<pb::RegisterResponse> {
+        let req = request.into_inner();
+        reply(
+            self.service
+                .register(&req.username, &req.password)
+                .await
+                .map(|id| pb::RegisterResponse {
+                    user_id: id.to_string(),
+                }),
+        )
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/Login", skip_all)]
+    async fn login(&self, request: Request<pb::LoginRequest>) -> RpcResult<pb::LoginResponse> {
+        let client = client(&request);
+        let req = request.into_inner();
+        let outcome = self
+            .service
+            .login(&req.username, &req.password, client)
+            .await;
+        reply(outcome.map(|outcome| pb::LoginResponse {
+            outcome: Some(match outcome {
+                LoginOutcome::Session(s) => pb::login_response::Outcome::Session(s.into()),
+                LoginOutcome::MfaRequired(c) => {
+                    pb::login_response::Outcome::MfaRequired(pb::MfaChallenge {
+                        challenge_token: c.token.expose_secret().to_owned(),
+                        expires_at: Some(timestamp(c.expires_at)),
+                        methods: c.methods.into_iter().map(str::to_owned).collect(),
+                    })
+                }
+            }),
+        }))
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/EnrollTotp", skip_all)]
+    async fn enroll_totp(
+        &self,
+        request: Request<pb::EnrollTotpRequest>,
+    ) -> RpcResult<pb::EnrollTotpResponse> {
+        let token = bearer(&request);
+        let req = request.into_inner();
+        reply(
+            self.service
+                .enroll_totp(token.as_deref(), &req.password)
+                .await
+                .map(|e| pb::EnrollTotpResponse {
+                    secret_base32: e.secret_base32.to_string(),
+                    otpauth_uri: e.otpauth_uri.to_string(),
+                    qr_png: e.qr_png,
+                    qr_svg: e.qr_svg,
+                }),
+        )
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/VerifyTotp", skip_all)]
+    async fn verify_totp(
+        &self,
+        request: Request<pb::VerifyTotpRequest>,
+    ) -> RpcResult<pb::VerifyTotpResponse> {
+        use pb::verify_totp_request::Purpose;
+        let token = bearer(&request);
+        let client = client(&request);
+        let req = request.into_inner();
+        match req.purpose {
+            None => Err(crate::grpc::status::invalid_request(
+                "purpose",
+                "purpose is required",
+            )),
+            Some(Purpose::ConfirmEnrollment(())) => reply(
+                self.service
+                    .confirm_totp(token.as_deref(), &req.code)
+                    .await
+                    .map(|codes| pb::VerifyTotpResponse {
+                        session: None,
+                        recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+                    }),
+            ),
+            Some(Purpose::ChallengeToken(challenge)) => reply(
+                self.service
+                    .verify_challenge_totp(&challenge, &req.code, client)
+                    .await
+                    .map(|s| pb::VerifyTotpResponse {
+                        session: Some(s.into()),
+                        recovery_codes: Vec::new(),
+                    }),
+            ),
+        }
+    }
+
+    async fn use_recovery_code(
+        &self,
+        _: Request<pb::UseRecoveryCodeRequest>,
+    ) -> RpcResult<pb::UseRecoveryCodeResponse> {
+        Err(not_yet("UseRecoveryCode"))
+    }
+
+    async fn disable_totp(
+        &self,
+        _: Request<pb::DisableTotpRequest>,
+    ) -> RpcResult<pb::DisableTotpResponse> {
+        Err(not_yet("DisableTotp"))
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        _: Request<pb::RegenerateRecoveryCodesRequest>,
+    ) -> RpcResult<pb::RegenerateRecoveryCodesResponse> {
+        Err(not_yet("RegenerateRecoveryCodes"))
+    }
+
+    async fn change_password(
+        &self,
+        _: Request<pb::ChangePasswordRequest>,
+    ) -> RpcResult<pb::ChangePasswordResponse> {
+        Err(not_yet("ChangePassword"))
+    }
+
+    async fn delete_account(
+        &self,
+        _: Request<pb::DeleteAccountRequest>,
+    ) -> RpcResult<pb::DeleteAccountResponse> {
+        Err(not_yet("DeleteAccount"))
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/GetAccount", skip_all)]
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> RpcResult<pb::GetAccountResponse> {
+        let token = bearer(&request);
+        reply(
+            self.service
+                .account(token.as_deref())
+                .await
+                .map(|a| pb::GetAccountResponse {
+                    user_id: a.user_id.to_string(),
+                    username: a.username.as_str().to_owned(),
+                    totp_enabled: a.totp_enabled,
+                    remaining_recovery_codes: a.remaining_recovery_codes,
+                    created_at: Some(timestamp(a.created_at)),
+                    totp_enrollment_pending: a.totp_enrollment_pending,
+                }),
+        )
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/ValidateSession", skip_all)]
+    async fn validate_session(
+        &self,
+        request: Request<pb::ValidateSessionRequest>,
+    ) -> RpcResult<pb::ValidateSessionResponse> {
+        let req = request.into_inner();
+        reply(self.service.validate_session(&req.token).await.map(|s| {
+            pb::ValidateSessionResponse {
+                user_id: s.user_id.to_string(),
+                username: s.username.as_str().to_owned(),
+                expires_at: Some(timestamp(s.expires_at)),
+                authenticated_at: Some(timestamp(s.authenticated_at)),
+                amr: s.amr,
+                session_id: s.id.to_string(),
+            }
+        }))
+    }
+
+    #[tracing::instrument(name = "warden.v1.AuthService/Logout", skip_all)]
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> RpcResult<pb::LogoutResponse> {
+        let token = bearer(&request);
+        reply(
+            self.service
+                .logout(token.as_deref())
+                .await
+                .map(|()| pb::LogoutResponse {}),
+        )
+    }
+}

@@ -1,0 +1,16 @@
+//! The gRPC edge: generated code, the `AuthService` implementation, and the
+//! one place where domain errors become statuses.
+
+mod auth;
+pub mod status;
+
+pub use auth::AuthGrpc;
+
+/// Code generated from `proto/warden/v1/auth.proto`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("warden.v1");
+
+    /// The encoded descriptor set that serves reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("warden_descriptor");
+}

@@ -1,0 +1,62 @@
+//! The `warden` binary: parse configuration, start logging, run a subcommand.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use warden::app::{self, Application};
+use warden::config::{Cli, Command};
+use warden::domain::clock::SystemClock;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    warden::telemetry::init(cli.config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let application = Application::build(cli.config, Arc::new(SystemClock)).await?;
+                tracing::info!(address = %application.local_addr()?, "warden listening");
+                application.run_until(shutdown_signal()).await
+            }
+            Command::Migrate => app::migrate_command(&cli.config).await,
+            Command::RotateKeys => app::rotate_keys_command(&cli.config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "warden stopped");
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            () = terminate => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

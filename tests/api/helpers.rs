@@ -1,0 +1,317 @@
+//! The test harness: starts the real server on 127.0.0.1:0 with its own
+//! database and a manual clock, and hands out a generated tonic client.
+//!
+//! Backend: SQLite in a temporary directory by default; PostgreSQL when
+//! `WARDEN_TEST_DATABASE_URL` names a server (each test gets a fresh database,
+//! dropped afterwards).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+
+use clap::Parser as _;
+use data_encoding::BASE64;
+use sea_orm::{ConnectionTrait as _, Database};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt as _;
+use warden::app::Application;
+use warden::config::{Cli, Config};
+use warden::domain::clock::ManualClock;
+use warden::grpc::pb::auth_service_client::AuthServiceClient;
+use warden::grpc::pb::{self, login_response::Outcome};
+
+/// A fixed start time, on a TOTP step boundary.
+pub fn epoch() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Everything the server logged during the test run.
+pub static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line at the most verbose level Warden has.
+fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("trace,h2=info,hyper=info,tower=info,sqlx=debug,sea_orm=debug")
+            .with_writer(|| LogSink)
+            .try_init();
+    });
+}
+
+/// The log text captured so far.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// The PostgreSQL server to test against, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("WARDEN_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A database made for one test.
+pub struct TestDatabase {
+    /// The URL the server uses.
+    pub url: String,
+    dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh database on the configured backend.
+    pub async fn create() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match postgres_url() {
+            None => {
+                let url = format!("sqlite://{}/warden.db?mode=rwc", dir.path().display());
+                Self {
+                    url,
+                    dir,
+                    postgres: None,
+                }
+            }
+            Some(admin) => {
+                let name = format!("warden_test_{}", uuid::Uuid::new_v4().simple());
+                let db = Database::connect(&admin)
+                    .await
+                    .expect("connect to PostgreSQL");
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .expect("database URL has a path");
+                Self {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    postgres: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    /// The temporary directory (SQLite file, key files).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop runs outside any runtime guarantee, so use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(db) = Database::connect(&admin).await {
+                        let _ = db
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A configuration for tests: port 0, cheap argon2, fixed keys, limits off.
+pub fn test_config(db: &TestDatabase) -> Config {
+    let mut config = Cli::try_parse_from(["warden"])
+        .expect("default configuration")
+        .config;
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.database_url = db.url.clone();
+    config.argon2_memory_kib = 256;
+    config.argon2_iterations = 1;
+    config.db_max_connections = 8;
+    config.housekeeping_interval_secs = 3600;
+    config.shutdown_grace_secs = 5;
+    config.keys = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
+    config.token_key = Some(BASE64.encode(&[2u8; 32]).into());
+    config
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// A client on one connection.
+    pub client: AuthServiceClient<Channel>,
+    /// The server's clock.
+    pub clock: Arc<ManualClock>,
+    /// Its database (dropped after the server).
+    pub db: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server with the default test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose test configuration `adjust` changes.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDatabase::create().await;
+        let mut config = test_config(&db);
+        adjust(&mut config);
+        Self::start_on(db, config).await
+    }
+
+    /// A server on an existing database with a given configuration.
+    pub async fn start_on(db: TestDatabase, config: Config) -> Self {
+        capture_logs();
+        let clock = Arc::new(ManualClock::new(epoch()));
+        let app = Application::build(config, clock.clone())
+            .await
+            .expect("server builds");
+        let addr = app.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let client = AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            client,
+            clock,
+            db,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// A fresh channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the server gracefully and returns its database.
+    pub async fn stop(mut self) -> TestDatabase {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        self.db
+    }
+
+    /// Registers `username` with `password`, returning the user id.
+    pub async fn register(&mut self, username: &str, password: &str) -> String {
+        self.client
+            .register(pb::RegisterRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user_id
+    }
+
+    /// Logs in, expecting a session.
+    pub async fn login_session(&mut self, username: &str, password: &str) -> pb::Session {
+        match self.login(username, password).await.expect("login") {
+            Outcome::Session(s) => s,
+            Outcome::MfaRequired(_) => panic!("expected a session, got a challenge"),
+        }
+    }
+
+    /// Logs in, returning the outcome.
+    pub async fn login(&mut self, username: &str, password: &str) -> Result<Outcome, Status> {
+        let response = self
+            .client
+            .login(pb::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .await?
+            .into_inner();
+        Ok(response.outcome.expect("login outcome set"))
+    }
+
+    /// Registers and logs in, returning (user id, session token).
+    pub async fn signed_in(&mut self, username: &str, password: &str) -> (String, String) {
+        let id = self.register(username, password).await;
+        let session = self.login_session(username, password).await;
+        (id, session.token)
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    request
+}
+
+/// Asserts a status's code and its ErrorInfo reason (domain `warden`).
+#[track_caller]
+pub fn assert_status(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "status {status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().expect("ErrorInfo present");
+    assert_eq!(info.reason, reason, "status {status:?}");
+    assert_eq!(info.domain, "warden");
+}
+
+/// Asserts INVALID_ARGUMENT INVALID_REQUEST with a BadRequest naming `field`.
+#[track_caller]
+pub fn assert_invalid(status: &Status, field: &str) {
+    assert_status(status, Code::InvalidArgument, "INVALID_REQUEST");
+    let details = status.get_error_details();
+    let bad = details.bad_request().expect("BadRequest present");
+    assert!(
+        bad.field_violations.iter().any(|v| v.field == field),
+        "{status:?} names {field}"
+    );
+}
+
+/// A password that passes the policy.
+pub const PASSWORD: &str = "correct horse battery staple";

@@ -1,0 +1,10 @@
+//! Black-box tests: the real server on 127.0.0.1:0, called with the
+//! generated tonic client. One binary; a module per feature.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod accounts;
+mod dev_keys;
+mod health;
+mod helpers;
+mod secrets;
+mod sessions;
