@@ -315,3 +315,144 @@ pub fn assert_invalid(status: &Status, field: &str) {
 
 /// A password that passes the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), written here from the RFC so the
+/// server is checked against an implementation other than its own.
+pub fn independent_totp(secret: &[u8], unix_secs: u64) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret).expect("any key length");
+    mac.update(&(unix_secs / 30).to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", binary % 1_000_000)
+}
+
+impl TestServer {
+    /// The server clock as Unix seconds.
+    pub fn now(&self) -> u64 {
+        use warden::domain::clock::Clock as _;
+        u64::try_from(self.clock.now().unix_timestamp()).expect("after 1970")
+    }
+
+    /// Starts enrolment for the session `token`.
+    pub async fn enroll(&mut self, token: &str, password: &str) -> pb::EnrollTotpResponse {
+        self.client
+            .enroll_totp(bearer(
+                pb::EnrollTotpRequest {
+                    password: password.into(),
+                },
+                token,
+            ))
+            .await
+            .expect("enroll")
+            .into_inner()
+    }
+
+    /// Confirms enrolment with `code`.
+    pub async fn confirm(&mut self, token: &str, code: &str) -> Result<Vec<String>, Status> {
+        let request = pb::VerifyTotpRequest {
+            code: code.into(),
+            purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+        };
+        self.client
+            .verify_totp(bearer(request, token))
+            .await
+            .map(|r| r.into_inner().recovery_codes)
+    }
+
+    /// Enrols and confirms TOTP for the session `token` at the current time,
+    /// returning the raw secret and the recovery codes.
+    pub async fn enable_totp(&mut self, token: &str, password: &str) -> (Vec<u8>, Vec<String>) {
+        let enrollment = self.enroll(token, password).await;
+        let secret = data_encoding::BASE32_NOPAD
+            .decode(enrollment.secret_base32.as_bytes())
+            .expect("base32 secret");
+        let codes = self
+            .confirm(token, &independent_totp(&secret, self.now()))
+            .await
+            .expect("confirm");
+        (secret, codes)
+    }
+
+    /// Logs in expecting a challenge; returns its token.
+    pub async fn login_challenge(&mut self, username: &str, password: &str) -> pb::MfaChallenge {
+        match self.login(username, password).await.expect("login") {
+            Outcome::MfaRequired(c) => c,
+            Outcome::Session(_) => panic!("expected a challenge, got a session"),
+        }
+    }
+
+    /// Answers a challenge with a TOTP code.
+    pub async fn verify_challenge(
+        &mut self,
+        challenge: &str,
+        code: &str,
+    ) -> Result<pb::Session, Status> {
+        let request = pb::VerifyTotpRequest {
+            code: code.into(),
+            purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
+                challenge.into(),
+            )),
+        };
+        self.client
+            .verify_totp(request)
+            .await
+            .map(|r| r.into_inner().session.expect("session set"))
+    }
+}
+
+/// Tables Warden keeps.
+pub const TABLES: [&str; 6] = [
+    "users",
+    "sessions",
+    "login_challenges",
+    "totp_secrets",
+    "recovery_codes",
+    "failure_budgets",
+];
+
+/// Every byte the database holds for Warden's tables: the SQLite files
+/// (database and WAL) or, for PostgreSQL, each table's rows as text (bytea
+/// shows as hex).
+pub async fn raw_database(db: &TestDatabase) -> Vec<u8> {
+    if !db.is_postgres() {
+        let mut bytes = Vec::new();
+        for name in ["warden.db", "warden.db-wal"] {
+            if let Ok(b) = std::fs::read(db.dir().join(name)) {
+                bytes.extend(b);
+            }
+        }
+        return bytes;
+    }
+    let conn = Database::connect(&db.url).await.expect("connect");
+    let mut text = String::new();
+    for table in TABLES {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT coalesce(string_agg(t::text, '|'), '') AS dump FROM {table} t"),
+            ))
+            .await
+            .expect("dump table")
+            .expect("one row");
+        text.push_str(&row.try_get::<String>("", "dump").expect("dump column"));
+    }
+    text.into_bytes()
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs one SQL statement against the test database.
+pub async fn execute_sql(db: &TestDatabase, sql: &str) {
+    let conn = Database::connect(&db.url).await.expect("connect");
+    conn.execute_unprepared(sql).await.expect("SQL runs");
+}

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod accounts;
+mod commands;
 mod dev_keys;
 mod health;
 mod helpers;
 mod secrets;
 mod sessions;
+mod totp;
