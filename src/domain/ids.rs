@@ -42,3 +42,7 @@ uuid_id!(
     /// A login challenge's internal id.
     ChallengeId
 );
+uuid_id!(
+    /// A recovery code's row id (not the code).
+    RecoveryCodeId
+);

@@ -6,7 +6,9 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod password_policy;
+pub mod second_factor;
 pub mod service;
+pub mod step_up;
 pub mod store;
 pub mod username;
 

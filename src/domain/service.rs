@@ -18,6 +18,7 @@ use crate::domain::clock::Clock;
 use crate::domain::error::AuthError;
 use crate::domain::ids::{ChallengeId, SessionId, UserId};
 use crate::domain::password_policy::{self, PasswordPolicy};
+use crate::domain::second_factor::PresentedCode;
 use crate::domain::store::{
     ChallengeRecord, ClientInfo, LoginProof, NewChallenge, NewSession, SecondFactorState,
     SessionRecord, Store, StoreError, UserRecord,
@@ -119,13 +120,13 @@ pub struct Enrollment {
 
 /// The use-cases, over a store.
 pub struct AuthService<S> {
-    store: S,
-    clock: Arc<dyn Clock>,
-    passwords: SecretHasher,
-    recovery_codes: SecretHasher,
-    tokens: TokenKey,
-    keys: KeyRing,
-    settings: Settings,
+    pub(crate) store: S,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) passwords: SecretHasher,
+    pub(crate) recovery_codes: SecretHasher,
+    pub(crate) tokens: TokenKey,
+    pub(crate) keys: KeyRing,
+    pub(crate) settings: Settings,
 }
 
 fn to_time(d: Duration) -> time::Duration {
@@ -304,7 +305,7 @@ impl<S: Store> AuthService<S> {
         })
     }
 
-    async fn issue_session(
+    pub(crate) async fn issue_session(
         &self,
         user_id: UserId,
         username: &Username,
@@ -495,7 +496,7 @@ impl<S: Store> AuthService<S> {
         })
     }
 
-    fn open_secret(
+    pub(crate) fn open_secret(
         &self,
         user: UserId,
         purpose: &str,
@@ -507,7 +508,7 @@ impl<S: Store> AuthService<S> {
             .map_err(|e| AuthError::internal("decrypt TOTP secret", e))
     }
 
-    fn unix_now(&self) -> u64 {
+    pub(crate) fn unix_now(&self) -> u64 {
         u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0)
     }
 
@@ -519,7 +520,7 @@ impl<S: Store> AuthService<S> {
         code: &str,
     ) -> Result<Vec<Zeroizing<String>>, AuthError> {
         let session = self.authenticate(bearer).await?;
-        require_totp_shape(code)?;
+        PresentedCode::totp(code)?;
         let user = self
             .store
             .user_by_id(session.user_id)
@@ -570,7 +571,9 @@ impl<S: Store> AuthService<S> {
     }
 
     /// Makes a fresh set of recovery codes: display forms and their hashes.
-    async fn new_recovery_codes(&self) -> Result<(Vec<Zeroizing<String>>, Vec<String>), AuthError> {
+    pub(crate) async fn new_recovery_codes(
+        &self,
+    ) -> Result<(Vec<Zeroizing<String>>, Vec<String>), AuthError> {
         let mut shown = Vec::with_capacity(RECOVERY_CODE_COUNT);
         let mut hashes = Vec::with_capacity(RECOVERY_CODE_COUNT);
         for _ in 0..RECOVERY_CODE_COUNT {
@@ -582,7 +585,7 @@ impl<S: Store> AuthService<S> {
     }
 
     /// Resolves a presented challenge token to a live challenge.
-    async fn live_challenge(&self, token: &str) -> Result<ChallengeRecord, AuthError> {
+    pub(crate) async fn live_challenge(&self, token: &str) -> Result<ChallengeRecord, AuthError> {
         let hash = self
             .tokens
             .hash_presented(TokenKind::Challenge, token)
@@ -600,49 +603,74 @@ impl<S: Store> AuthService<S> {
         code: &str,
         client: ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
+        self.complete_challenge(challenge_token, code, PresentedCode::totp, client)
+            .await
+    }
+
+    /// UseRecoveryCode: completes a login with one recovery code; also
+    /// returns how many unused codes remain.
+    pub async fn use_recovery_code(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<(IssuedSession, u32), AuthError> {
+        let session = self
+            .complete_challenge(challenge_token, code, PresentedCode::recovery_code, client)
+            .await?;
+        let remaining = self
+            .store
+            .second_factor(session.user_id, self.clock.now())
+            .await?
+            .unused_recovery_codes;
+        Ok((session, remaining))
+    }
+
+    /// The second step of a login, whatever the second factor: challenge
+    /// (1), code shape (2), state (3), budget (5), then the code (6).
+    async fn complete_challenge(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        parse: fn(&str) -> Result<PresentedCode, AuthError>,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
         let challenge = self.live_challenge(challenge_token).await?;
-        require_totp_shape(code)?;
+        let presented = parse(code)?;
         let factors = self
             .store
             .second_factor(challenge.user_id, self.clock.now())
             .await?;
-        let active = factors.active.as_ref().ok_or(AuthError::ChallengeInvalid)?;
+        if factors.active.is_none() {
+            return Err(AuthError::ChallengeInvalid);
+        }
         let budget = self.settings.budget;
         let name = &challenge.username;
         budget.reserve(&self.store, name, self.clock.now()).await?;
 
-        let secret = self.open_secret(challenge.user_id, "active", active)?;
-        let result = match totp::check_code(
-            &secret,
-            code,
-            self.unix_now(),
-            self.settings.totp_skew,
-            factors.last_step,
-        ) {
-            CodeMatch::Fresh(step) => {
-                let proof = LoginProof::Totp {
+        let result = match self
+            .check_second_factor(challenge.user_id, &factors, presented)
+            .await
+        {
+            Ok(Some(proof)) => {
+                let amr = proof.login_amr();
+                let login = LoginProof::SecondFactor {
                     challenge: challenge.id,
-                    step,
+                    proof: proof.clone(),
                 };
-                self.issue_session(
-                    challenge.user_id,
-                    name,
-                    vec!["pwd", "otp", "mfa"],
-                    proof,
-                    client,
-                )
-                .await
+                let issued = self
+                    .issue_session(challenge.user_id, name, amr, login, client)
+                    .await;
+                if issued.is_ok() {
+                    proof.log_used(challenge.user_id);
+                }
+                issued
             }
-            CodeMatch::Replayed => Err(AuthError::InvalidCredentials),
-            CodeMatch::Wrong => Err(AuthError::InvalidCredentials),
+            Ok(None) => Err(AuthError::InvalidCredentials),
+            Err(e) => Err(e),
         };
         match result {
-            Ok(session) => {
-                tracing::info!(event = "totp.verified", enduser.id = %challenge.user_id, "TOTP code accepted");
-                Ok(session)
-            }
             Err(AuthError::InvalidCredentials) => {
-                tracing::info!(event = "totp.failed", enduser.id = %challenge.user_id, "TOTP code refused");
                 self.store.record_challenge_failure(challenge.id).await?;
                 budget
                     .fail(
@@ -654,20 +682,14 @@ impl<S: Store> AuthService<S> {
                     .await?;
                 Err(AuthError::InvalidCredentials)
             }
-            Err(other) => Err(other),
+            Err(other) => {
+                // Not a verdict on the code (overload, storage): give the
+                // attempt back.
+                let _ = budget.refund(&self.store, name, self.clock.now()).await;
+                Err(other)
+            }
+            ok => ok,
         }
-    }
-}
-
-/// Step 2 of the order of checks for a TOTP code.
-fn require_totp_shape(code: &str) -> Result<(), AuthError> {
-    if totp::is_code_shaped(code) {
-        Ok(())
-    } else {
-        Err(AuthError::InvalidRequest {
-            field: "code",
-            description: "code must be 6 digits",
-        })
     }
 }
 

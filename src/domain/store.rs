@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use crate::crypto::keyring::Sealed;
 use crate::crypto::tokens::TokenHash;
-use crate::domain::ids::{ChallengeId, SessionId, UserId};
+use crate::domain::ids::{ChallengeId, RecoveryCodeId, SessionId, UserId};
+use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::username::Username;
 
 /// Why a storage call failed.
@@ -147,12 +148,12 @@ pub struct StoredSecret {
 pub enum LoginProof {
     /// A password alone (no second factor enabled).
     Password,
-    /// A TOTP code for `step` answered challenge `challenge`.
-    Totp {
+    /// A second factor answered challenge `challenge`.
+    SecondFactor {
         /// The challenge being completed.
         challenge: ChallengeId,
-        /// The accepted step; must be later than the stored last step.
-        step: u64,
+        /// The factor, spent with the session.
+        proof: SecondFactorProof,
     },
 }
 
@@ -165,12 +166,41 @@ pub enum CompletionError {
     /// The TOTP step was accepted meanwhile (a replay or a lost race).
     #[error("time step already used")]
     StepUsed,
+    /// The recovery code was used meanwhile.
+    #[error("recovery code already used")]
+    CodeUsed,
     /// A pending enrolment was replaced, confirmed or expired meanwhile.
     #[error("pending secret gone")]
     PendingGone,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a step-up call changes, committed with the proof that allowed it.
+#[derive(Debug, Clone)]
+pub enum StepUpAction {
+    /// Delete the TOTP secret, any pending secret and every recovery code,
+    /// and end the user's other sessions and open challenges.
+    DisableTotp {
+        /// The caller's session, which survives.
+        keep: SessionId,
+    },
+    /// Replace every recovery code.
+    ReplaceRecoveryCodes {
+        /// Hashes of the new codes.
+        hashes: Vec<String>,
+    },
+    /// Set a new password hash and end the other sessions and open challenges.
+    ChangePassword {
+        /// The new PHC string.
+        hash: String,
+        /// The caller's session, which survives.
+        keep: SessionId,
+    },
+    /// Remove the user, everything that belongs to them, and the failure
+    /// budget of their name.
+    DeleteAccount,
 }
 
 /// The answer to an attempt reservation.
@@ -290,6 +320,21 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), CompletionError>> + Send;
 
+    /// The user's unused recovery codes: row ids and hashes.
+    fn unused_recovery_codes(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = StoreResult<Vec<(RecoveryCodeId, String)>>> + Send;
+    /// In one transaction: spends `proof` (if any) and applies `action`;
+    /// returns how many sessions it ended.
+    fn commit_step_up(
+        &self,
+        user: UserId,
+        proof: Option<&SecondFactorProof>,
+        action: &StepUpAction,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, CompletionError>> + Send;
+
     /// Reserves one attempt of `name`'s failure budget.
     fn reserve_attempt(
         &self,
@@ -351,7 +396,9 @@ impl From<CompletionError> for crate::domain::AuthError {
     fn from(e: CompletionError) -> Self {
         match e {
             // Losers of a single-use race are answered like a wrong code.
-            CompletionError::ChallengeGone | CompletionError::StepUsed => Self::InvalidCredentials,
+            CompletionError::ChallengeGone
+            | CompletionError::StepUsed
+            | CompletionError::CodeUsed => Self::InvalidCredentials,
             CompletionError::PendingGone => Self::NoPendingEnrollment,
             CompletionError::Store(e) => e.into(),
         }

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::pb;
 use super::pb::auth_service_server::AuthService as AuthServiceRpc;
 use crate::domain::service::{IssuedSession, LoginOutcome};
+use crate::domain::step_up::StepUpRequest;
 use crate::domain::store::{ClientInfo, Store};
 use crate::domain::{AuthError, AuthService};
 
@@ -70,10 +71,6 @@ fn client<T>(request: &Request<T>) -> ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(256).collect()),
     }
-}
-
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -177,39 +174,108 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         }
     }
 
+    #[tracing::instrument(name = "warden.v1.AuthService/UseRecoveryCode", skip_all)]
     async fn use_recovery_code(
         &self,
-        _: Request<pb::UseRecoveryCodeRequest>,
+        request: Request<pb::UseRecoveryCodeRequest>,
     ) -> RpcResult<pb::UseRecoveryCodeResponse> {
-        Err(not_yet("UseRecoveryCode"))
+        let client = client(&request);
+        let req = request.into_inner();
+        reply(
+            self.service
+                .use_recovery_code(&req.challenge_token, &req.code, client)
+                .await
+                .map(|(session, remaining)| pb::UseRecoveryCodeResponse {
+                    session: Some(session.into()),
+                    remaining_recovery_codes: remaining,
+                }),
+        )
     }
 
+    #[tracing::instrument(name = "warden.v1.AuthService/DisableTotp", skip_all)]
     async fn disable_totp(
         &self,
-        _: Request<pb::DisableTotpRequest>,
+        request: Request<pb::DisableTotpRequest>,
     ) -> RpcResult<pb::DisableTotpResponse> {
-        Err(not_yet("DisableTotp"))
+        let token = bearer(&request);
+        let req = request.into_inner();
+        let step_up = StepUpRequest {
+            bearer: token.as_deref(),
+            password: &req.password,
+            password_field: "password",
+            code: &req.code,
+        };
+        reply(
+            self.service
+                .disable_totp(step_up)
+                .await
+                .map(|()| pb::DisableTotpResponse {}),
+        )
     }
 
+    #[tracing::instrument(name = "warden.v1.AuthService/RegenerateRecoveryCodes", skip_all)]
     async fn regenerate_recovery_codes(
         &self,
-        _: Request<pb::RegenerateRecoveryCodesRequest>,
+        request: Request<pb::RegenerateRecoveryCodesRequest>,
     ) -> RpcResult<pb::RegenerateRecoveryCodesResponse> {
-        Err(not_yet("RegenerateRecoveryCodes"))
+        let token = bearer(&request);
+        let req = request.into_inner();
+        let step_up = StepUpRequest {
+            bearer: token.as_deref(),
+            password: &req.password,
+            password_field: "password",
+            code: &req.code,
+        };
+        reply(
+            self.service
+                .regenerate_recovery_codes(step_up)
+                .await
+                .map(|codes| pb::RegenerateRecoveryCodesResponse {
+                    recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+                }),
+        )
     }
 
+    #[tracing::instrument(name = "warden.v1.AuthService/ChangePassword", skip_all)]
     async fn change_password(
         &self,
-        _: Request<pb::ChangePasswordRequest>,
+        request: Request<pb::ChangePasswordRequest>,
     ) -> RpcResult<pb::ChangePasswordResponse> {
-        Err(not_yet("ChangePassword"))
+        let token = bearer(&request);
+        let req = request.into_inner();
+        let step_up = StepUpRequest {
+            bearer: token.as_deref(),
+            password: &req.current_password,
+            password_field: "current_password",
+            code: &req.code,
+        };
+        reply(
+            self.service
+                .change_password(step_up, &req.new_password)
+                .await
+                .map(|()| pb::ChangePasswordResponse {}),
+        )
     }
 
+    #[tracing::instrument(name = "warden.v1.AuthService/DeleteAccount", skip_all)]
     async fn delete_account(
         &self,
-        _: Request<pb::DeleteAccountRequest>,
+        request: Request<pb::DeleteAccountRequest>,
     ) -> RpcResult<pb::DeleteAccountResponse> {
-        Err(not_yet("DeleteAccount"))
+        let token = bearer(&request);
+        let req = request.into_inner();
+        let step_up = StepUpRequest {
+            bearer: token.as_deref(),
+            password: &req.password,
+            password_field: "password",
+            code: &req.code,
+        };
+        reply(
+            self.service
+                .delete_account(step_up)
+                .await
+                .map(|()| pb::DeleteAccountResponse {}),
+        )
     }
 
     #[tracing::instrument(name = "warden.v1.AuthService/GetAccount", skip_all)]

@@ -6,11 +6,11 @@
 //! transactions start with `BEGIN IMMEDIATE`, so two writers never deadlock
 //! upgrading read locks.
 
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use time::OffsetDateTime;
 
@@ -19,10 +19,12 @@ use super::entities::{
 };
 use crate::crypto::keyring::Sealed;
 use crate::crypto::tokens::TokenHash;
-use crate::domain::ids::{ChallengeId, SessionId, UserId};
+use crate::domain::ids::{ChallengeId, RecoveryCodeId, SessionId, UserId};
+use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::store::{
     ChallengeRecord, CompletionError, LockRule, LoginProof, NewChallenge, NewSession, Reservation,
-    SecondFactorState, SessionRecord, Store, StoreError, StoreResult, StoredSecret, UserRecord,
+    SecondFactorState, SessionRecord, StepUpAction, Store, StoreError, StoreResult, StoredSecret,
+    UserRecord,
 };
 use crate::domain::username::Username;
 
@@ -169,6 +171,82 @@ impl SeaOrmStore {
         }
     }
 
+    /// Spends a second-factor proof inside `tx`, or reports the race lost.
+    async fn spend(
+        tx: &DatabaseTransaction,
+        user: UserId,
+        proof: &SecondFactorProof,
+        now: i64,
+    ) -> Result<(), CompletionError> {
+        match proof {
+            SecondFactorProof::TotpStep(step) => Self::spend_step(tx, user, *step).await,
+            SecondFactorProof::RecoveryCode(id) => {
+                let used = recovery_codes::Entity::update_many()
+                    .col_expr(recovery_codes::Column::UsedAt, Expr::value(now))
+                    .filter(recovery_codes::Column::Id.eq(id.to_string()))
+                    .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+                    .filter(recovery_codes::Column::UsedAt.is_null())
+                    .exec(tx)
+                    .await
+                    .map_err(db_error("use recovery code"))?;
+                if used.rows_affected == 1 {
+                    Ok(())
+                } else {
+                    Err(CompletionError::CodeUsed)
+                }
+            }
+        }
+    }
+
+    /// Ends every session of `user` but `keep`, and every open challenge.
+    async fn end_other_sessions(
+        tx: &DatabaseTransaction,
+        user: &str,
+        keep: SessionId,
+    ) -> StoreResult<u64> {
+        let ended = sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(user))
+            .filter(sessions::Column::Id.ne(keep.to_string()))
+            .exec(tx)
+            .await
+            .map_err(db_error("end other sessions"))?;
+        login_challenges::Entity::delete_many()
+            .filter(login_challenges::Column::UserId.eq(user))
+            .exec(tx)
+            .await
+            .map_err(db_error("end open challenges"))?;
+        Ok(ended.rows_affected)
+    }
+
+    /// Replaces `user`'s recovery codes inside `tx`.
+    async fn put_recovery_codes(
+        tx: &DatabaseTransaction,
+        user: &str,
+        hashes: &[String],
+        now: i64,
+    ) -> StoreResult<()> {
+        recovery_codes::Entity::delete_many()
+            .filter(recovery_codes::Column::UserId.eq(user))
+            .exec(tx)
+            .await
+            .map_err(db_error("drop old recovery codes"))?;
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let rows = hashes.iter().map(|hash| recovery_codes::ActiveModel {
+            id: Set(RecoveryCodeId::generate().to_string()),
+            user_id: Set(user.to_owned()),
+            code_hash: Set(hash.clone()),
+            created_at: Set(now),
+            used_at: Set(None),
+        });
+        recovery_codes::Entity::insert_many(rows)
+            .exec_without_returning(tx)
+            .await
+            .map_err(db_error("store recovery codes"))?;
+        Ok(())
+    }
+
     /// Ends the oldest sessions of `user` beyond `max`.
     async fn evict_oldest(tx: &DatabaseTransaction, user: &str, max: u32) -> StoreResult<()> {
         let excess: Vec<String> = sessions::Entity::find()
@@ -270,7 +348,7 @@ impl Store for SeaOrmStore {
         let tx = self.begin_write().await?;
         match proof {
             LoginProof::Password => {}
-            LoginProof::Totp { challenge, step } => {
+            LoginProof::SecondFactor { challenge, proof } => {
                 let used = login_challenges::Entity::delete_many()
                     .filter(login_challenges::Column::Id.eq(challenge.to_string()))
                     .filter(login_challenges::Column::UserId.eq(user.clone()))
@@ -281,7 +359,7 @@ impl Store for SeaOrmStore {
                 if used.rows_affected != 1 {
                     return Err(CompletionError::ChallengeGone);
                 }
-                Self::spend_step(&tx, session.user_id, *step).await?;
+                Self::spend(&tx, session.user_id, proof, now).await?;
             }
         }
         let row = sessions::ActiveModel {
@@ -538,24 +616,7 @@ impl Store for SeaOrmStore {
             .exec_without_returning(&tx)
             .await
             .map_err(db_error("store active secret"))?;
-        recovery_codes::Entity::delete_many()
-            .filter(recovery_codes::Column::UserId.eq(id.clone()))
-            .exec(&tx)
-            .await
-            .map_err(db_error("drop old recovery codes"))?;
-        let rows = recovery_hashes
-            .iter()
-            .map(|hash| recovery_codes::ActiveModel {
-                id: Set(uuid::Uuid::new_v4().to_string()),
-                user_id: Set(id.clone()),
-                code_hash: Set(hash.clone()),
-                created_at: Set(now),
-                used_at: Set(None),
-            });
-        recovery_codes::Entity::insert_many(rows)
-            .exec_without_returning(&tx)
-            .await
-            .map_err(db_error("store recovery codes"))?;
+        Self::put_recovery_codes(&tx, &id, recovery_hashes, now).await?;
         Ok(Self::commit(tx).await?)
     }
 
@@ -569,35 +630,35 @@ impl Store for SeaOrmStore {
         let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
         let row = failure_budgets::ActiveModel {
             name: Set(name.as_str().to_owned()),
-            failures: Set(0),
+            failures: Set(1),
             lock_level: Set(0),
             locked_until: Set(None),
             updated_at: Set(now),
         };
-        failure_budgets::Entity::insert(row)
-            .on_conflict_do_nothing_on([failure_budgets::Column::Name])
+        // One atomic upsert reserves the attempt: concurrent callers can
+        // never take more attempts than remain, and a row deleted by a
+        // completed login meanwhile is simply created afresh.
+        let failures = Expr::col((failure_budgets::Entity, failure_budgets::Column::Failures));
+        let locked_until = Expr::col((
+            failure_budgets::Entity,
+            failure_budgets::Column::LockedUntil,
+        ));
+        let upsert = OnConflict::column(failure_budgets::Column::Name)
+            .value(failure_budgets::Column::Failures, failures.clone().add(1))
+            .value(failure_budgets::Column::UpdatedAt, now)
+            .action_and_where(
+                failures
+                    .lt(threshold)
+                    .and(locked_until.clone().is_null().or(locked_until.lte(now))),
+            )
+            .to_owned();
+        let reserved = failure_budgets::Entity::insert(row)
+            .on_conflict(upsert)
+            .try_insert()
             .exec_without_returning(&self.db)
             .await
-            .map_err(db_error("open failure budget"))?;
-        // One conditional write reserves the attempt: concurrent callers can
-        // never take more attempts than remain.
-        let reserved = failure_budgets::Entity::update_many()
-            .col_expr(
-                failure_budgets::Column::Failures,
-                Expr::col(failure_budgets::Column::Failures).add(1),
-            )
-            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(now))
-            .filter(failure_budgets::Column::Name.eq(name.as_str()))
-            .filter(failure_budgets::Column::Failures.lt(threshold))
-            .filter(
-                Condition::any()
-                    .add(failure_budgets::Column::LockedUntil.is_null())
-                    .add(failure_budgets::Column::LockedUntil.lte(now)),
-            )
-            .exec(&self.db)
-            .await
             .map_err(db_error("reserve attempt"))?;
-        if reserved.rows_affected == 1 {
+        if matches!(reserved, TryInsertResult::Inserted(n) if n >= 1) {
             return Ok(Reservation::Granted);
         }
         let locked_until = failure_budgets::Entity::find_by_id(name.as_str().to_owned())
@@ -773,5 +834,93 @@ impl Store for SeaOrmStore {
             .await
             .map_err(db_error("re-encrypt TOTP secret"))?;
         Ok(done.rows_affected == 1)
+    }
+
+    async fn unused_recovery_codes(
+        &self,
+        user: UserId,
+    ) -> StoreResult<Vec<(RecoveryCodeId, String)>> {
+        let rows = recovery_codes::Entity::find()
+            .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+            .filter(recovery_codes::Column::UsedAt.is_null())
+            .all(&self.db)
+            .await
+            .map_err(db_error("read recovery codes"))?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    RecoveryCodeId::parse(&row.id).ok_or_else(|| corrupt("recovery code id"))?,
+                    row.code_hash,
+                ))
+            })
+            .collect()
+    }
+
+    async fn commit_step_up(
+        &self,
+        user: UserId,
+        proof: Option<&SecondFactorProof>,
+        action: &StepUpAction,
+        now: OffsetDateTime,
+    ) -> Result<u64, CompletionError> {
+        let now = ms(now);
+        let id = user.to_string();
+        let tx = self.begin_write().await?;
+        if let Some(proof) = proof {
+            Self::spend(&tx, user, proof, now).await?;
+        }
+        let ended = match action {
+            StepUpAction::DisableTotp { keep } => {
+                totp_secrets::Entity::delete_many()
+                    .filter(totp_secrets::Column::UserId.eq(id.clone()))
+                    .exec(&tx)
+                    .await
+                    .map_err(db_error("delete TOTP secrets"))?;
+                Self::put_recovery_codes(&tx, &id, &[], now).await?;
+                Self::end_other_sessions(&tx, &id, *keep).await?
+            }
+            StepUpAction::ReplaceRecoveryCodes { hashes } => {
+                Self::put_recovery_codes(&tx, &id, hashes, now).await?;
+                0
+            }
+            StepUpAction::ChangePassword { hash, keep } => {
+                users::Entity::update_many()
+                    .col_expr(users::Column::PasswordHash, Expr::value(hash.clone()))
+                    .col_expr(users::Column::PasswordChangedAt, Expr::value(now))
+                    .filter(users::Column::Id.eq(id.clone()))
+                    .exec(&tx)
+                    .await
+                    .map_err(db_error("change password"))?;
+                Self::end_other_sessions(&tx, &id, *keep).await?
+            }
+            StepUpAction::DeleteAccount => {
+                let name: Option<String> = users::Entity::find_by_id(id.clone())
+                    .select_only()
+                    .column(users::Column::Username)
+                    .into_tuple()
+                    .one(&tx)
+                    .await
+                    .map_err(db_error("read username"))?;
+                let ended = sessions::Entity::find()
+                    .filter(sessions::Column::UserId.eq(id.clone()))
+                    .count(&tx)
+                    .await
+                    .map_err(db_error("count sessions"))?;
+                // Every per-user row goes with the user (ON DELETE CASCADE).
+                users::Entity::delete_by_id(id)
+                    .exec(&tx)
+                    .await
+                    .map_err(db_error("delete user"))?;
+                if let Some(name) = name {
+                    failure_budgets::Entity::delete_by_id(name)
+                        .exec(&tx)
+                        .await
+                        .map_err(db_error("delete failure budget"))?;
+                }
+                ended
+            }
+        };
+        Self::commit(tx).await?;
+        Ok(ended)
     }
 }

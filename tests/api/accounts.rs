@@ -161,18 +161,3 @@ async fn get_account_describes_the_caller() {
     );
     server.stop().await;
 }
-
-#[tokio::test]
-async fn unimplemented_rpcs_say_so() {
-    let mut server = TestServer::start().await;
-    let err = server
-        .client
-        .use_recovery_code(pb::UseRecoveryCodeRequest {
-            challenge_token: "x".into(),
-            code: "y".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    server.stop().await;
-}

@@ -456,3 +456,53 @@ pub async fn execute_sql(db: &TestDatabase, sql: &str) {
     let conn = Database::connect(&db.url).await.expect("connect");
     conn.execute_unprepared(sql).await.expect("SQL runs");
 }
+
+/// Runs a `SELECT count(*) …` against the test database.
+pub async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    let conn = Database::connect(&db.url).await.expect("connect");
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .expect("query runs")
+        .expect("one row");
+    row.try_get_by_index::<i64>(0).expect("a count")
+}
+
+impl TestServer {
+    /// Completes a challenge with a recovery code.
+    pub async fn use_recovery_code(
+        &mut self,
+        challenge: &str,
+        code: &str,
+    ) -> Result<pb::UseRecoveryCodeResponse, Status> {
+        self.client
+            .use_recovery_code(pb::UseRecoveryCodeRequest {
+                challenge_token: challenge.into(),
+                code: code.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// GetAccount for `token`.
+    pub async fn account(&mut self, token: &str) -> pb::GetAccountResponse {
+        self.client
+            .get_account(bearer(pb::GetAccountRequest {}, token))
+            .await
+            .expect("get account")
+            .into_inner()
+    }
+
+    /// Whether `token` is a live session.
+    pub async fn is_live(&mut self, token: &str) -> bool {
+        self.client
+            .validate_session(pb::ValidateSessionRequest {
+                token: token.into(),
+            })
+            .await
+            .is_ok()
+    }
+}

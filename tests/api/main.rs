@@ -7,6 +7,8 @@ mod commands;
 mod dev_keys;
 mod health;
 mod helpers;
+mod recovery;
 mod secrets;
 mod sessions;
+mod step_up;
 mod totp;

@@ -1,0 +1,144 @@
+//! The second-factor seam. Every second factor — today TOTP codes and
+//! recovery codes — is presented as a [`PresentedCode`], checked by
+//! [`AuthService::check_second_factor`] into a [`SecondFactorProof`], and that
+//! proof is spent by the store in the same transaction as whatever it
+//! authorises (a session, a step-up action). A new method joins by adding a
+//! variant to each of the three.
+
+use zeroize::Zeroizing;
+
+use crate::crypto::recovery;
+use crate::crypto::totp::{self, CodeMatch};
+use crate::domain::AuthService;
+use crate::domain::error::AuthError;
+use crate::domain::ids::{RecoveryCodeId, UserId};
+use crate::domain::store::{SecondFactorState, Store};
+
+/// A second factor as the client sent it, after its shape was checked.
+pub enum PresentedCode {
+    /// Six ASCII digits.
+    Totp(String),
+    /// A recovery code in canonical form.
+    RecoveryCode(Zeroizing<String>),
+}
+
+fn bad_code(description: &'static str) -> AuthError {
+    AuthError::InvalidRequest {
+        field: "code",
+        description,
+    }
+}
+
+impl PresentedCode {
+    /// A TOTP code (VerifyTotp).
+    pub fn totp(code: &str) -> Result<Self, AuthError> {
+        if totp::is_code_shaped(code) {
+            Ok(Self::Totp(code.to_owned()))
+        } else {
+            Err(bad_code("code must be 6 digits"))
+        }
+    }
+
+    /// A recovery code (UseRecoveryCode).
+    pub fn recovery_code(code: &str) -> Result<Self, AuthError> {
+        recovery::normalize(code)
+            .map(Self::RecoveryCode)
+            .ok_or_else(|| bad_code("code must be a recovery code (16 characters)"))
+    }
+
+    /// A step-up `code`: six ASCII digits are a TOTP code, anything else a
+    /// recovery code.
+    pub fn step_up(code: &str) -> Result<Self, AuthError> {
+        if totp::is_code_shaped(code) {
+            Ok(Self::Totp(code.to_owned()))
+        } else {
+            recovery::normalize(code)
+                .map(Self::RecoveryCode)
+                .ok_or_else(|| bad_code("code must be 6 digits or a recovery code"))
+        }
+    }
+}
+
+/// A second factor that checked out; the store spends it atomically with
+/// the change it authorises, so it works exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondFactorProof {
+    /// A TOTP code for this time step (later than the last accepted one).
+    TotpStep(u64),
+    /// This unused recovery code.
+    RecoveryCode(RecoveryCodeId),
+}
+
+impl SecondFactorProof {
+    /// RFC 8176 method references for a login completed with this proof.
+    pub fn login_amr(&self) -> Vec<&'static str> {
+        match self {
+            Self::TotpStep(_) => vec!["pwd", "otp", "mfa"],
+            Self::RecoveryCode(_) => vec!["pwd", "mfa", "recovery_code"],
+        }
+    }
+
+    /// Records the audit event for a proof that was spent.
+    pub fn log_used(&self, user: UserId) {
+        match self {
+            Self::TotpStep(_) => {
+                tracing::info!(event = "totp.verified", enduser.id = %user, "TOTP code accepted")
+            }
+            Self::RecoveryCode(_) => {
+                tracing::info!(event = "recovery_code.used", enduser.id = %user, "recovery code used")
+            }
+        }
+    }
+}
+
+impl<S: Store> AuthService<S> {
+    /// Checks a presented code against `user`'s factors. `Ok(None)` means
+    /// wrong, replayed or used — answered alike, logged apart.
+    pub(crate) async fn check_second_factor(
+        &self,
+        user: UserId,
+        factors: &SecondFactorState,
+        code: PresentedCode,
+    ) -> Result<Option<SecondFactorProof>, AuthError> {
+        match code {
+            PresentedCode::Totp(code) => {
+                let Some(active) = &factors.active else {
+                    return Ok(None);
+                };
+                let secret = self.open_secret(user, "active", active)?;
+                match totp::check_code(
+                    &secret,
+                    &code,
+                    self.unix_now(),
+                    self.settings.totp_skew,
+                    factors.last_step,
+                ) {
+                    CodeMatch::Fresh(step) => Ok(Some(SecondFactorProof::TotpStep(step))),
+                    CodeMatch::Replayed => {
+                        tracing::info!(event = "totp.replay_rejected", enduser.id = %user, "replayed TOTP code");
+                        Ok(None)
+                    }
+                    CodeMatch::Wrong => {
+                        tracing::info!(event = "totp.failed", enduser.id = %user, "wrong TOTP code");
+                        Ok(None)
+                    }
+                }
+            }
+            PresentedCode::RecoveryCode(code) => {
+                let stored = self.store.unused_recovery_codes(user).await?;
+                let hashes = stored.iter().map(|(_, hash)| hash.clone()).collect();
+                // Only this user's own codes are ever compared.
+                match self.recovery_codes.find_match(code, hashes).await? {
+                    Some(index) => Ok(stored
+                        .into_iter()
+                        .nth(index)
+                        .map(|(id, _)| SecondFactorProof::RecoveryCode(id))),
+                    None => {
+                        tracing::info!(event = "recovery_code.failed", enduser.id = %user, "wrong recovery code");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+}
