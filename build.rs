@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     tonic_prost_build::configure()
+        // Decode errors become INVALID_ARGUMENT instead of INTERNAL.
+        .codec_path("crate::grpc::codec::WardenCodec")
         .file_descriptor_set_path(out_dir.join("warden_descriptor.bin"))
         .compile_protos(
             &[PathBuf::from("proto/warden/v1/auth.proto")],

@@ -21,12 +21,19 @@ use crate::domain::clock::Clock;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::{AuthService, Settings};
 use crate::grpc::AuthGrpc;
+use crate::grpc::guard::GuardLayer;
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::storage::{self, SchemaStatus, SeaOrmStore};
 use crate::{housekeeping, keys};
 
 /// The service name health answers for besides `""`.
 pub const SERVICE_NAME: &str = "warden.v1.AuthService";
+
+/// The largest request message accepted, decoded.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How often idle rate-limiter keys are forgotten.
+const LIMITER_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often the database is pinged to drive health.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -173,12 +180,32 @@ impl Application {
             Config::secs(config.housekeeping_interval_secs),
         ));
 
+        let guard = GuardLayer::new(config.guard()).context("rate limits")?;
+        if config.rate_limit_enabled && config.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "rate limits are on and WARDEN_TRUSTED_PROXIES is empty: behind a proxy or ingress every call would share one key"
+            );
+        }
+        let forgetter = tokio::spawn({
+            let guard = guard.clone();
+            async move {
+                let mut ticker = tokio::time::interval(LIMITER_SWEEP_INTERVAL);
+                loop {
+                    ticker.tick().await;
+                    guard.retain_recent();
+                }
+            }
+        });
+        let auth = AuthServiceServer::new(AuthGrpc::new(service))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
+            .layer(guard)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AuthServiceServer::new(AuthGrpc::new(service)))
+            .add_service(auth)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             });
@@ -201,6 +228,7 @@ impl Application {
         };
         probe.abort();
         sweeper.abort();
+        forgetter.abort();
         outcome
     }
 }

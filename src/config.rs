@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::grpc::client_address::Cidr;
+
 /// Warden: password + TOTP authentication over gRPC.
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about)]
@@ -221,6 +223,73 @@ pub struct Config {
         global = true
     )]
     pub housekeeping_interval_secs: u64,
+    /// Per-IP rate limits on Login, the second-factor and step-up calls, and Register.
+    #[arg(long, env = "WARDEN_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub rate_limit_enabled: bool,
+    /// Login calls per minute per address.
+    #[arg(
+        long,
+        env = "WARDEN_RATE_LIMIT_LOGIN_PER_MINUTE",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_login_per_minute: u32,
+    /// Login calls an address may save up.
+    #[arg(
+        long,
+        env = "WARDEN_RATE_LIMIT_LOGIN_BURST",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_login_burst: u32,
+    /// Second-factor and step-up calls per minute per address.
+    #[arg(
+        long,
+        env = "WARDEN_RATE_LIMIT_SECOND_FACTOR_PER_MINUTE",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_second_factor_per_minute: u32,
+    /// Second-factor and step-up calls an address may save up.
+    #[arg(
+        long,
+        env = "WARDEN_RATE_LIMIT_SECOND_FACTOR_BURST",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_second_factor_burst: u32,
+    /// Register calls per hour per address (also the burst).
+    #[arg(
+        long,
+        env = "WARDEN_RATE_LIMIT_REGISTER_PER_HOUR",
+        default_value_t = 10,
+        global = true
+    )]
+    pub rate_limit_register_per_hour: u32,
+    /// Proxies (CIDR list) whose `x-forwarded-for` is believed.
+    #[arg(
+        long,
+        env = "WARDEN_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Per-call time limit.
+    #[arg(
+        long,
+        env = "WARDEN_REQUEST_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+    /// AuthService calls in flight before new ones get UNAVAILABLE OVERLOADED.
+    #[arg(
+        long,
+        env = "WARDEN_MAX_IN_FLIGHT",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_in_flight: usize,
     /// Log format; the level comes from `RUST_LOG`.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -281,6 +350,23 @@ impl Config {
                 "WARDEN_DB_MAX_CONNECTIONS and WARDEN_HOUSEKEEPING_INTERVAL_SECS must be positive",
             );
         }
+        if self.rate_limit_enabled
+            && [
+                self.rate_limit_login_per_minute,
+                self.rate_limit_login_burst,
+                self.rate_limit_second_factor_per_minute,
+                self.rate_limit_second_factor_burst,
+                self.rate_limit_register_per_hour,
+            ]
+            .contains(&0)
+        {
+            return fail(
+                "rate limits and bursts must be positive (set WARDEN_RATE_LIMIT_ENABLED=false to switch limits off)",
+            );
+        }
+        if self.request_timeout_secs == 0 || self.max_in_flight == 0 {
+            return fail("WARDEN_REQUEST_TIMEOUT_SECS and WARDEN_MAX_IN_FLIGHT must be positive");
+        }
         if self.keys.is_some() && self.keys_file.is_some() {
             return fail("set WARDEN_KEYS or WARDEN_KEYS_FILE, not both");
         }
@@ -298,5 +384,32 @@ impl Config {
     /// Shorthand for a seconds setting.
     pub fn secs(value: u64) -> Duration {
         Duration::from_secs(value)
+    }
+}
+
+impl Config {
+    /// The guard layer's settings.
+    pub fn guard(&self) -> crate::grpc::guard::GuardConfig {
+        use crate::grpc::guard::{Bucket, GuardConfig, RateLimits};
+        let per_minute = |n: u32| Duration::from_secs(60) / n.max(1);
+        GuardConfig {
+            rate_limits: self.rate_limit_enabled.then(|| RateLimits {
+                login: Bucket {
+                    period: per_minute(self.rate_limit_login_per_minute),
+                    burst: self.rate_limit_login_burst,
+                },
+                second_factor: Bucket {
+                    period: per_minute(self.rate_limit_second_factor_per_minute),
+                    burst: self.rate_limit_second_factor_burst,
+                },
+                register: Bucket {
+                    period: Duration::from_secs(3600) / self.rate_limit_register_per_hour.max(1),
+                    burst: self.rate_limit_register_per_hour,
+                },
+            }),
+            trusted_proxies: self.trusted_proxies.clone(),
+            max_in_flight: self.max_in_flight,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+        }
     }
 }

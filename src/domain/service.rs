@@ -694,11 +694,18 @@ impl<S: Store> AuthService<S> {
 }
 
 impl<S: Store> AuthService<S> {
-    /// Deletes up to `batch` expired sessions, challenges and pending secrets.
+    /// Deletes up to `batch` expired sessions, challenges and pending secrets,
+    /// and stale failure-budget rows.
     pub async fn purge_expired(&self, batch: u64) -> Result<u64, AuthError> {
         let now = self.clock.now();
         let idle_cutoff = now - to_time(self.settings.session_idle_timeout);
-        Ok(self.store.purge_expired(now, idle_cutoff, batch).await?)
+        // A name's budget row is dropped once it has been left alone for the
+        // longest lock; that bounds the table when strangers try many names.
+        let budget_cutoff = now - to_time(self.settings.budget.max_lock);
+        Ok(self
+            .store
+            .purge_expired(now, idle_cutoff, budget_cutoff, batch)
+            .await?)
     }
 }
 

@@ -370,12 +370,15 @@ pub trait Store: Send + Sync + 'static {
         new: &Sealed,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Deletes up to `batch` expired sessions, challenges and pending
-    /// secrets; returns how many rows went.
+    /// Deletes up to `batch` expired sessions (absolute end, or last used
+    /// before `idle_cutoff`), challenges and pending secrets, and budget rows
+    /// not locked and untouched since `budget_cutoff`; returns how many rows
+    /// went.
     fn purge_expired(
         &self,
         now: OffsetDateTime,
         idle_cutoff: OffsetDateTime,
+        budget_cutoff: OffsetDateTime,
         batch: u64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 }

@@ -7,6 +7,7 @@ use secrecy::ExposeSecret as _;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
+use super::client_address::ClientAddress;
 use super::pb;
 use super::pb::auth_service_server::AuthService as AuthServiceRpc;
 use crate::domain::service::{IssuedSession, LoginOutcome};
@@ -63,8 +64,9 @@ fn bearer<T>(request: &Request<T>) -> Option<String> {
 fn client<T>(request: &Request<T>) -> ClientInfo {
     ClientInfo {
         address: request
-            .remote_addr()
-            .map(|a| a.ip().to_canonical().to_string()),
+            .extensions()
+            .get::<ClientAddress>()
+            .map(|a| a.0.to_string()),
         user_agent: request
             .metadata()
             .get("user-agent")

@@ -2,6 +2,9 @@
 //! one place where domain errors become statuses.
 
 mod auth;
+pub mod client_address;
+pub mod codec;
+pub mod guard;
 pub mod status;
 
 pub use auth::AuthGrpc;

@@ -741,6 +741,7 @@ impl Store for SeaOrmStore {
         &self,
         now: OffsetDateTime,
         idle_cutoff: OffsetDateTime,
+        budget_cutoff: OffsetDateTime,
         batch: u64,
     ) -> StoreResult<u64> {
         let now = ms(now);
@@ -778,7 +779,33 @@ impl Store for SeaOrmStore {
             .exec(&self.db)
             .await
             .map_err(db_error("purge pending secrets"))?;
-        Ok(purged + pending.rows_affected)
+        let budgets: Vec<String> = failure_budgets::Entity::find()
+            .select_only()
+            .column(failure_budgets::Column::Name)
+            .filter(failure_budgets::Column::UpdatedAt.lte(ms(budget_cutoff)))
+            .filter(
+                Condition::any()
+                    .add(failure_budgets::Column::LockedUntil.is_null())
+                    .add(failure_budgets::Column::LockedUntil.lte(now)),
+            )
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error("find stale budget rows"))?;
+        // Re-check staleness in the delete: a row touched meanwhile stays.
+        let stale = if budgets.is_empty() {
+            0
+        } else {
+            failure_budgets::Entity::delete_many()
+                .filter(failure_budgets::Column::Name.is_in(budgets))
+                .filter(failure_budgets::Column::UpdatedAt.lte(ms(budget_cutoff)))
+                .exec(&self.db)
+                .await
+                .map_err(db_error("purge stale budget rows"))?
+                .rows_affected
+        };
+        Ok(purged + pending.rows_affected + stale)
     }
 
     async fn sealed_secrets(

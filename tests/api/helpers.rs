@@ -158,6 +158,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.db_max_connections = 8;
     config.housekeeping_interval_secs = 3600;
     config.shutdown_grace_secs = 5;
+    // Every test call comes from 127.0.0.1; the rate-limit suite turns them on.
+    config.rate_limit_enabled = false;
     config.keys = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
     config.token_key = Some(BASE64.encode(&[2u8; 32]).into());
     config
@@ -505,4 +507,107 @@ impl TestServer {
             .await
             .is_ok()
     }
+}
+
+/// A client whose connection comes from `local`, a loopback address of its
+/// own (127.0.0.0/8 is all loopback), so tests can act as other end users.
+pub async fn client_from(server: &TestServer, local: &str) -> AuthServiceClient<Channel> {
+    AuthServiceClient::new(channel_from(server, local).await)
+}
+
+/// A channel whose connection comes from `local`.
+pub async fn channel_from(server: &TestServer, local: &str) -> Channel {
+    let target = server.addr;
+    let local: std::net::IpAddr = local.parse().expect("local address");
+    tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        .expect("uri")
+        .connect_with_connector(tower::service_fn(move |_| async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(local, 0))?;
+            let stream = socket.connect(target).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }))
+        .await
+        .expect("connect")
+}
+
+/// The RetryInfo wait of a status, in whole seconds.
+pub fn retry_secs(status: &Status) -> Option<u64> {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .map(|d| d.as_secs())
+}
+
+/// A codec that sends raw bytes, to hand the server messages no generated
+/// client would produce.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// The raw codec's encoder/decoder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Raw;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let len = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
+    }
+}
+
+/// Sends `body` as the request message of `rpc` (e.g. "Login").
+pub async fn raw_call(channel: Channel, rpc: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path =
+        http::uri::PathAndQuery::try_from(format!("/warden.v1.AuthService/{rpc}")).expect("path");
+    grpc.unary(Request::new(body), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Whether health answers SERVING.
+pub async fn serving(server: &TestServer) -> bool {
+    use tonic_health::pb::health_client::HealthClient;
+    let mut health = HealthClient::new(server.channel().await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "warden.v1.AuthService".into(),
+        })
+        .await
+        .is_ok_and(|r| {
+            r.into_inner().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        })
 }

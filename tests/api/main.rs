@@ -5,8 +5,13 @@
 mod accounts;
 mod commands;
 mod dev_keys;
+mod fuzz;
 mod health;
 mod helpers;
+mod housekeeping;
+mod hygiene;
+mod lockout;
+mod rate_limits;
 mod recovery;
 mod secrets;
 mod sessions;

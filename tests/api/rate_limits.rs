@@ -1,0 +1,136 @@
+//! Per-IP rate limits: groups, keys, trusted proxies, and what is never limited.
+
+use tonic::{Code, Request};
+use warden::grpc::pb;
+
+use crate::helpers::{PASSWORD, TestServer, assert_status, client_from, retry_secs, serving};
+
+fn login(username: &str) -> pb::LoginRequest {
+    pb::LoginRequest {
+        username: username.into(),
+        password: PASSWORD.into(),
+    }
+}
+
+fn forwarded(username: &str, xff: &str) -> Request<pb::LoginRequest> {
+    let mut request = Request::new(login(username));
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", xff.parse().unwrap());
+    request
+}
+
+async fn start_limited(trusted: &[&str]) -> TestServer {
+    let trusted: Vec<_> = trusted.iter().map(|c| c.parse().unwrap()).collect();
+    TestServer::start_with(|c| {
+        c.rate_limit_enabled = true;
+        c.lockout_threshold = 1000;
+        c.trusted_proxies = trusted;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_sixth_login_in_a_minute_is_refused_with_a_wait_and_other_addresses_are_not() {
+    let server = start_limited(&[]).await;
+    let mut first = client_from(&server, "127.0.0.2").await;
+    let mut second = client_from(&server, "127.0.0.3").await;
+
+    for _ in 0..5 {
+        let err = first.login(login("nobody")).await.unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    }
+    let limited = first.login(login("nobody")).await.unwrap_err();
+    let other = second.login(login("nobody")).await.unwrap_err();
+    // Other groups have their own buckets.
+    let register = first
+        .register(pb::RegisterRequest {
+            username: "fresh".into(),
+            password: PASSWORD.into(),
+        })
+        .await;
+
+    assert_status(&limited, Code::ResourceExhausted, "RATE_LIMITED");
+    let wait = retry_secs(&limited).expect("RetryInfo");
+    assert!((1..=12).contains(&wait), "wait {wait}s");
+    assert_status(&other, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert!(register.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_keyed_only_behind_trusted_proxies() {
+    let server = start_limited(&["127.0.0.5/32"]).await;
+    let mut proxy = client_from(&server, "127.0.0.5").await;
+    let mut stranger = client_from(&server, "127.0.0.6").await;
+
+    for _ in 0..5 {
+        proxy
+            .login(forwarded("nobody", "198.51.100.1"))
+            .await
+            .unwrap_err();
+    }
+    let first_limited = proxy
+        .login(forwarded("nobody", "198.51.100.1"))
+        .await
+        .unwrap_err();
+    let second_user = proxy
+        .login(forwarded("nobody", "203.0.113.2, 198.51.100.2"))
+        .await
+        .unwrap_err();
+    // An untrusted peer cannot escape its bucket by writing the header.
+    for i in 0..5 {
+        stranger
+            .login(forwarded("nobody", &format!("192.0.2.{i}")))
+            .await
+            .unwrap_err();
+    }
+    let spoofed = stranger
+        .login(forwarded("nobody", "192.0.2.99"))
+        .await
+        .unwrap_err();
+
+    assert_status(&first_limited, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_status(&second_user, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert_status(&spoofed, Code::ResourceExhausted, "RATE_LIMITED");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn second_factor_calls_share_a_bucket_and_health_is_never_limited() {
+    let server = start_limited(&[]).await;
+    let mut client = client_from(&server, "127.0.0.7").await;
+
+    for _ in 0..5 {
+        let err = client
+            .use_recovery_code(pb::UseRecoveryCodeRequest {
+                challenge_token: "x".into(),
+                code: "y".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "CHALLENGE_INVALID");
+    }
+    let limited = client
+        .verify_totp(pb::VerifyTotpRequest {
+            code: "123456".into(),
+            purpose: None,
+        })
+        .await
+        .unwrap_err();
+    let validate = client
+        .validate_session(pb::ValidateSessionRequest {
+            token: "wss_x".into(),
+        })
+        .await
+        .unwrap_err();
+    let mut healthy = true;
+    for _ in 0..30 {
+        healthy &= serving(&server).await;
+    }
+
+    assert_status(&limited, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_status(&validate, Code::Unauthenticated, "SESSION_INVALID");
+    assert!(healthy);
+    server.stop().await;
+}
