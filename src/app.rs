@@ -23,7 +23,9 @@ use crate::domain::{AuthService, Settings};
 use crate::grpc::AuthGrpc;
 use crate::grpc::guard::GuardLayer;
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
+use crate::grpc::trace::TraceLayer;
 use crate::storage::{self, SchemaStatus, SeaOrmStore};
+use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
 
 /// The service name health answers for besides `""`.
@@ -43,6 +45,7 @@ pub struct Application {
     listener: TcpListener,
     service: Arc<AuthService<SeaOrmStore>>,
     config: Config,
+    audit: Option<AuditTracer>,
 }
 
 /// Connects to the database and applies migrations if configured to.
@@ -141,10 +144,16 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind {}", config.listen))?;
+        let audit = config
+            .otel_exporter_otlp_endpoint
+            .as_deref()
+            .map(AuditTracer::new)
+            .transpose()?;
         Ok(Self {
             listener,
             service,
             config,
+            audit,
         })
     }
 
@@ -160,6 +169,7 @@ impl Application {
             listener,
             service,
             config,
+            audit,
         } = self;
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::Serving).await;
@@ -200,7 +210,9 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let trace = TraceLayer::new(config.trusted_proxies.clone(), audit.clone());
         let server = Server::builder()
+            .layer(trace)
             .layer(guard)
             .add_service(health)
             .add_service(reflection_v1)
@@ -229,6 +241,9 @@ impl Application {
         probe.abort();
         sweeper.abort();
         forgetter.abort();
+        if let Some(audit) = audit {
+            audit.shutdown().await;
+        }
         outcome
     }
 }

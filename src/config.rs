@@ -290,6 +290,9 @@ pub struct Config {
         global = true
     )]
     pub max_in_flight: usize,
+    /// OTLP/gRPC endpoint for traces; unset means no exporter runs.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
     /// Log format; the level comes from `RUST_LOG`.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -407,7 +410,6 @@ impl Config {
                     burst: self.rate_limit_register_per_hour,
                 },
             }),
-            trusted_proxies: self.trusted_proxies.clone(),
             max_in_flight: self.max_in_flight,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
         }

@@ -10,7 +10,6 @@ use warden::domain::clock::SystemClock;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    warden::telemetry::init(cli.config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -19,23 +18,31 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => {
-                let application = Application::build(cli.config, Arc::new(SystemClock)).await?;
-                tracing::info!(address = %application.local_addr()?, "warden listening");
-                application.run_until(shutdown_signal()).await
-            }
-            Command::Migrate => app::migrate_command(&cli.config).await,
-            Command::RotateKeys => app::rotate_keys_command(&cli.config).await,
-        }
+        let endpoint = cli.config.otel_exporter_otlp_endpoint.clone();
+        let telemetry = warden::telemetry::init(cli.config.log_format, endpoint.as_deref())?;
+        let outcome = run(cli).await;
+        telemetry.shutdown().await;
+        outcome
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "warden stopped");
             eprintln!("warden: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the chosen subcommand.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let application = Application::build(cli.config, Arc::new(SystemClock)).await?;
+            tracing::info!(address = %application.local_addr()?, "warden listening");
+            application.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => app::migrate_command(&cli.config).await,
+        Command::RotateKeys => app::rotate_keys_command(&cli.config).await,
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::error::AuthError;
+use crate::domain::ids::UserId;
 use crate::domain::store::{LockRule, Reservation, Store};
 use crate::domain::username::Username;
 
@@ -43,21 +45,26 @@ impl BudgetPolicy {
         }
     }
 
-    /// Reserves an attempt for `name`, or answers ACCOUNT_LOCKED.
+    /// Reserves an attempt for `name` (the account `user`, if it exists), or
+    /// answers ACCOUNT_LOCKED.
     pub async fn reserve<S: Store>(
         &self,
         store: &S,
         name: &Username,
+        user: Option<UserId>,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
         match store.reserve_attempt(name, now, self.threshold).await? {
             Reservation::Granted => Ok(()),
-            Reservation::Refused { locked_until } => Err(AuthError::AccountLocked {
-                retry_after: locked_until
-                    .map(|until| until - now)
-                    .and_then(|left| Duration::try_from(left).ok())
-                    .filter(|left| !left.is_zero()),
-            }),
+            Reservation::Refused { locked_until } => {
+                audit::record(AuditEvent::LoginLocked, Outcome::Failure, user);
+                Err(AuthError::AccountLocked {
+                    retry_after: locked_until
+                        .map(|until| until - now)
+                        .and_then(|left| Duration::try_from(left).ok())
+                        .filter(|left| !left.is_zero()),
+                })
+            }
         }
     }
 
@@ -79,10 +86,7 @@ impl BudgetPolicy {
         now: OffsetDateTime,
         kind: FailureKind,
     ) -> Result<(), AuthError> {
-        let locked_until = store.record_failure(name, now, self.rule(kind)).await?;
-        if locked_until.is_some() {
-            tracing::warn!(event = "login.locked", "failure budget spent; name locked");
-        }
+        store.record_failure(name, now, self.rule(kind)).await?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Service logic: Warden's use-cases and the types they speak. Nothing here
 //! imports gRPC or ORM types; `grpc/` and `storage/` convert at the edges.
 
+pub mod audit;
 pub mod budget;
 pub mod clock;
 pub mod error;

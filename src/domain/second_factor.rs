@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use crate::crypto::recovery;
 use crate::crypto::totp::{self, CodeMatch};
 use crate::domain::AuthService;
+use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::error::AuthError;
 use crate::domain::ids::{RecoveryCodeId, UserId};
 use crate::domain::store::{SecondFactorState, Store};
@@ -82,10 +83,10 @@ impl SecondFactorProof {
     pub fn log_used(&self, user: UserId) {
         match self {
             Self::TotpStep(_) => {
-                tracing::info!(event = "totp.verified", enduser.id = %user, "TOTP code accepted")
+                audit::record(AuditEvent::TotpVerified, Outcome::Success, Some(user))
             }
             Self::RecoveryCode(_) => {
-                tracing::info!(event = "recovery_code.used", enduser.id = %user, "recovery code used")
+                audit::record(AuditEvent::RecoveryCodeUsed, Outcome::Success, Some(user))
             }
         }
     }
@@ -115,11 +116,11 @@ impl<S: Store> AuthService<S> {
                 ) {
                     CodeMatch::Fresh(step) => Ok(Some(SecondFactorProof::TotpStep(step))),
                     CodeMatch::Replayed => {
-                        tracing::info!(event = "totp.replay_rejected", enduser.id = %user, "replayed TOTP code");
+                        audit::record(AuditEvent::TotpReplayRejected, Outcome::Failure, Some(user));
                         Ok(None)
                     }
                     CodeMatch::Wrong => {
-                        tracing::info!(event = "totp.failed", enduser.id = %user, "wrong TOTP code");
+                        audit::record(AuditEvent::TotpFailed, Outcome::Failure, Some(user));
                         Ok(None)
                     }
                 }
@@ -134,7 +135,7 @@ impl<S: Store> AuthService<S> {
                         .nth(index)
                         .map(|(id, _)| SecondFactorProof::RecoveryCode(id))),
                     None => {
-                        tracing::info!(event = "recovery_code.failed", enduser.id = %user, "wrong recovery code");
+                        audit::record(AuditEvent::RecoveryCodeFailed, Outcome::Failure, Some(user));
                         Ok(None)
                     }
                 }

@@ -13,6 +13,7 @@ use crate::crypto::password::{HashError, SecretHasher};
 use crate::crypto::recovery;
 use crate::crypto::tokens::{TokenKey, TokenKind};
 use crate::crypto::totp::{self, CodeMatch, TotpSecret};
+use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::budget::{BudgetPolicy, FailureKind};
 use crate::domain::clock::Clock;
 use crate::domain::error::AuthError;
@@ -192,7 +193,7 @@ impl<S: Store> AuthService<S> {
         };
         match self.store.insert_user(&user).await {
             Ok(()) => {
-                tracing::info!(event = "user.registered", enduser.id = %user.id, "account created");
+                audit::record(AuditEvent::UserRegistered, Outcome::Success, Some(user.id));
                 Ok(user.id)
             }
             Err(StoreError::UniqueViolation) => Err(AuthError::UsernameTaken),
@@ -211,19 +212,21 @@ impl<S: Store> AuthService<S> {
         let username = Username::parse(username)?;
         let password = password_policy::check_presented(password, "password")?;
         let budget = self.settings.budget;
-        budget
-            .reserve(&self.store, &username, self.clock.now())
-            .await?;
         let user = self
             .store
             .user_by_name(&username)
             .await?
             .filter(|u| u.disabled_at.is_none());
+        let user_id = user.as_ref().map(|u| u.id);
+        budget
+            .reserve(&self.store, &username, user_id, self.clock.now())
+            .await?;
         // Verify against a dummy hash when there is no usable account, so
         // unknown and disabled names cost the same time as real ones.
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let correct = self.passwords.verify(password.clone(), stored).await?;
         let Some(user) = user.filter(|_| correct) else {
+            audit::record(AuditEvent::LoginFailed, Outcome::Failure, user_id);
             budget
                 .fail(
                     &self.store,
@@ -297,7 +300,11 @@ impl<S: Store> AuthService<S> {
         if factors.unused_recovery_codes > 0 {
             methods.push("recovery_code");
         }
-        tracing::info!(event = "mfa.challenge_issued", enduser.id = %user.id, "second factor required");
+        audit::record(
+            AuditEvent::MfaChallengeIssued,
+            Outcome::Success,
+            Some(user.id),
+        );
         Ok(IssuedChallenge {
             token,
             expires_at,
@@ -332,7 +339,7 @@ impl<S: Store> AuthService<S> {
                 self.settings.max_sessions_per_user,
             )
             .await?;
-        tracing::info!(event = "login.succeeded", enduser.id = %user_id, session.id = %session.id, "session issued");
+        audit::record(AuditEvent::LoginSucceeded, Outcome::Success, Some(user_id));
         Ok(IssuedSession {
             token,
             user_id,
@@ -376,9 +383,20 @@ impl<S: Store> AuthService<S> {
                 description: "token is required",
             });
         }
-        let session = self.authenticate(Some(token)).await?;
-        tracing::debug!(event = "session.validated", enduser.id = %session.user_id, "session validated");
-        Ok(session)
+        match self.authenticate(Some(token)).await {
+            Ok(session) => {
+                audit::record(
+                    AuditEvent::SessionValidated,
+                    Outcome::Success,
+                    Some(session.user_id),
+                );
+                Ok(session)
+            }
+            Err(e) => {
+                audit::record(AuditEvent::SessionValidated, Outcome::Failure, None);
+                Err(e)
+            }
+        }
     }
 
     /// GetAccount for the caller.
@@ -406,7 +424,11 @@ impl<S: Store> AuthService<S> {
         if !self.store.revoke_session(session.id).await? {
             return Err(AuthError::SessionInvalid);
         }
-        tracing::info!(event = "session.revoked", enduser.id = %session.user_id, session.id = %session.id, "session revoked");
+        audit::record(
+            AuditEvent::SessionRevoked,
+            Outcome::Success,
+            Some(session.user_id),
+        );
         Ok(())
     }
 
@@ -419,7 +441,7 @@ impl<S: Store> AuthService<S> {
     ) -> Result<(), AuthError> {
         let budget = self.settings.budget;
         budget
-            .reserve(&self.store, &user.username, self.clock.now())
+            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
             .await?;
         if self
             .passwords
@@ -487,7 +509,7 @@ impl<S: Store> AuthService<S> {
         );
         let (qr_png, qr_svg) =
             totp::qr_codes(&otpauth_uri).map_err(|e| AuthError::internal("render QR code", e))?;
-        tracing::info!(event = "totp.enrolled", enduser.id = %user.id, "TOTP enrolment started");
+        audit::record(AuditEvent::TotpEnrolled, Outcome::Success, Some(user.id));
         Ok(Enrollment {
             secret_base32,
             otpauth_uri,
@@ -533,7 +555,7 @@ impl<S: Store> AuthService<S> {
         let pending = factors.pending.ok_or(AuthError::NoPendingEnrollment)?;
         let budget = self.settings.budget;
         budget
-            .reserve(&self.store, &user.username, self.clock.now())
+            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
             .await?;
         // Wrong codes while confirming do not spend the budget: the caller
         // already proved the password and holds a session.
@@ -551,11 +573,15 @@ impl<S: Store> AuthService<S> {
         ) {
             CodeMatch::Fresh(step) => step,
             CodeMatch::Replayed => {
-                tracing::info!(event = "totp.replay_rejected", enduser.id = %user.id, "replayed TOTP code");
+                audit::record(
+                    AuditEvent::TotpReplayRejected,
+                    Outcome::Failure,
+                    Some(user.id),
+                );
                 return Err(AuthError::InvalidCredentials);
             }
             CodeMatch::Wrong => {
-                tracing::info!(event = "totp.failed", enduser.id = %user.id, "wrong TOTP code");
+                audit::record(AuditEvent::TotpFailed, Outcome::Failure, Some(user.id));
                 return Err(AuthError::InvalidCredentials);
             }
         };
@@ -566,7 +592,7 @@ impl<S: Store> AuthService<S> {
         self.store
             .confirm_totp(user.id, &pending, &active, step, &hashes, self.clock.now())
             .await?;
-        tracing::info!(event = "totp.confirmed", enduser.id = %user.id, "TOTP enabled");
+        audit::record(AuditEvent::TotpConfirmed, Outcome::Success, Some(user.id));
         Ok(codes)
     }
 
@@ -646,7 +672,9 @@ impl<S: Store> AuthService<S> {
         }
         let budget = self.settings.budget;
         let name = &challenge.username;
-        budget.reserve(&self.store, name, self.clock.now()).await?;
+        budget
+            .reserve(&self.store, name, Some(challenge.user_id), self.clock.now())
+            .await?;
 
         let result = match self
             .check_second_factor(challenge.user_id, &factors, presented)

@@ -5,6 +5,7 @@
 use zeroize::Zeroizing;
 
 use crate::domain::AuthService;
+use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::budget::FailureKind;
 use crate::domain::error::AuthError;
 use crate::domain::password_policy;
@@ -75,7 +76,7 @@ impl<S: Store> AuthService<S> {
         // 5. Failure budget.
         let budget = self.settings.budget;
         budget
-            .reserve(&self.store, &user.username, self.clock.now())
+            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
             .await?;
         // 6. Password and code judged together: both are always checked, and
         // any wrong combination gives the same answer.
@@ -139,7 +140,7 @@ impl<S: Store> AuthService<S> {
                 }
                 budget.refund(&self.store, name, self.clock.now()).await?;
                 if ended > 0 {
-                    tracing::info!(event = "sessions.revoked", enduser.id = %granted.user.id, warden.sessions_revoked = ended, "sessions ended");
+                    audit::record_revoked(granted.user.id, ended);
                 }
                 Ok(ended)
             }
@@ -174,7 +175,11 @@ impl<S: Store> AuthService<S> {
             },
         )
         .await?;
-        tracing::info!(event = "totp.disabled", enduser.id = %granted.user.id, "TOTP disabled");
+        audit::record(
+            AuditEvent::TotpDisabled,
+            Outcome::Success,
+            Some(granted.user.id),
+        );
         Ok(())
     }
 
@@ -189,7 +194,11 @@ impl<S: Store> AuthService<S> {
         let (codes, hashes) = self.new_recovery_codes().await?;
         self.commit(&granted, StepUpAction::ReplaceRecoveryCodes { hashes })
             .await?;
-        tracing::info!(event = "recovery_codes.regenerated", enduser.id = %granted.user.id, "recovery codes replaced");
+        audit::record(
+            AuditEvent::RecoveryCodesRegenerated,
+            Outcome::Success,
+            Some(granted.user.id),
+        );
         Ok(codes)
     }
 
@@ -222,7 +231,11 @@ impl<S: Store> AuthService<S> {
             },
         )
         .await?;
-        tracing::info!(event = "password.changed", enduser.id = %granted.user.id, "password changed");
+        audit::record(
+            AuditEvent::PasswordChanged,
+            Outcome::Success,
+            Some(granted.user.id),
+        );
         Ok(())
     }
 
@@ -230,7 +243,11 @@ impl<S: Store> AuthService<S> {
     pub async fn delete_account(&self, request: StepUpRequest<'_>) -> Result<(), AuthError> {
         let granted = self.step_up(&request, Needs::Anyone, || Ok(())).await?;
         self.commit(&granted, StepUpAction::DeleteAccount).await?;
-        tracing::info!(event = "account.deleted", enduser.id = %granted.user.id, "account deleted");
+        audit::record(
+            AuditEvent::AccountDeleted,
+            Outcome::Success,
+            Some(granted.user.id),
+        );
         Ok(())
     }
 }

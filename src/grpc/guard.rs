@@ -13,14 +13,14 @@ use std::time::Duration;
 use governor::clock::{Clock as _, DefaultClock};
 use tokio::sync::Semaphore;
 use tonic::Code;
-use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 use tower_governor::GovernorError;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
 use tower_governor::key_extractor::KeyExtractor;
 
-use super::client_address::{Cidr, ClientAddress, end_user, rate_key};
+use super::client_address::{ClientAddress, rate_key};
 use super::status;
+use crate::domain::audit::{self, AuditEvent, Outcome};
 
 /// Keys a limiter by the end user's address, as the guard already set it.
 #[derive(Debug, Clone, Copy)]
@@ -65,8 +65,6 @@ pub struct RateLimits {
 pub struct GuardConfig {
     /// Per-IP limits, or `None` when switched off.
     pub rate_limits: Option<RateLimits>,
-    /// Proxies whose `x-forwarded-for` is believed.
-    pub trusted_proxies: Vec<Cidr>,
     /// AuthService calls in flight before new ones get OVERLOADED.
     pub max_in_flight: usize,
     /// Per-call time limit.
@@ -113,7 +111,6 @@ fn limiter(bucket: Bucket) -> Option<Limiter> {
 
 struct State {
     limiters: Option<Limiters>,
-    trusted: Vec<Cidr>,
     in_flight: Arc<Semaphore>,
     timeout: Duration,
 }
@@ -143,7 +140,6 @@ impl GuardLayer {
         Ok(Self {
             state: Arc::new(State {
                 limiters,
-                trusted: config.trusted_proxies,
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
                 timeout: config.request_timeout,
             }),
@@ -201,7 +197,7 @@ impl State {
             .unwrap_or_else(|_| rate_key(client));
         let not_until = limiter.limiter().check_key(&key).err()?;
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        tracing::warn!(event = "rate_limited", client.address = %client, "per-IP rate limit hit");
+        audit::record(AuditEvent::RateLimited, Outcome::Failure, None);
         // Round up: a client retrying after the given wait must succeed.
         let wait = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         Some(status::with_retry(
@@ -249,37 +245,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         // Take the service that was driven to readiness, leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
 
-        let peer = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr)
-            .map(|a| a.ip());
-        if let Some(peer) = peer {
-            let forwarded = request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok());
-            let client = end_user(peer, forwarded, &state.trusted);
-            request.extensions_mut().insert(ClientAddress(client));
-        }
         let client = request.extensions().get::<ClientAddress>().map(|a| a.0);
         let path = request.uri().path();
         // Health and reflection are never limited, capped or timed out.
         if !path.starts_with(AUTH_PREFIX) {
             return Box::pin(inner.call(request));
         }
-        if let (Some(group), Some(client)) = (group_of(path), client)
-            && let Some(refusal) = state.check_rate(group, &request, client)
-        {
-            return Box::pin(std::future::ready(Ok(refusal.into_http())));
-        }
+        let group = group_of(path);
         let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
             let busy = status::with_retry(
                 Code::Unavailable,
@@ -290,10 +268,16 @@ where
             return Box::pin(std::future::ready(Ok(busy.into_http())));
         };
         let timeout = state.timeout;
-        let call = inner.call(request);
         Box::pin(async move {
             let _permit = permit;
-            match tokio::time::timeout(timeout, call).await {
+            // Checked inside the future so the audit event lands in the
+            // call's collection (see `trace`).
+            if let (Some(group), Some(client)) = (group, client)
+                && let Some(refusal) = state.check_rate(group, &request, client)
+            {
+                return Ok(refusal.into_http());
+            }
+            match tokio::time::timeout(timeout, inner.call(request)).await {
                 Ok(result) => result.map(sanitize),
                 Err(_) => {
                     tracing::warn!("call exceeded the server time limit");
@@ -317,7 +301,6 @@ mod tests {
     fn config(max_in_flight: usize, timeout: Duration) -> GuardConfig {
         GuardConfig {
             rate_limits: None,
-            trusted_proxies: Vec::new(),
             max_in_flight,
             request_timeout: timeout,
         }

@@ -6,6 +6,7 @@ pub mod client_address;
 pub mod codec;
 pub mod guard;
 pub mod status;
+pub mod trace;
 
 pub use auth::AuthGrpc;
 
