@@ -78,6 +78,30 @@ impl BudgetPolicy {
         Ok(store.refund_attempt(name, now).await?)
     }
 
+    /// Settles a reserved attempt whose call failed: a wrong second factor
+    /// is kept as a failure; anything else (overload, storage) was no
+    /// verdict on the credential, so the attempt is given back.
+    pub async fn settle_error<S: Store>(
+        &self,
+        store: &S,
+        name: &Username,
+        now: OffsetDateTime,
+        error: AuthError,
+    ) -> AuthError {
+        match error {
+            AuthError::InvalidCredentials => {
+                match self.fail(store, name, now, FailureKind::SecondFactor).await {
+                    Ok(()) => AuthError::InvalidCredentials,
+                    Err(unrecorded) => unrecorded,
+                }
+            }
+            other => {
+                let _ = self.refund(store, name, now).await;
+                other
+            }
+        }
+    }
+
     /// Keeps the reserved attempt as a failure (possibly locking the name).
     pub async fn fail<S: Store>(
         &self,

@@ -375,6 +375,15 @@ impl<S: Store> AuthService<S> {
         Ok(session)
     }
 
+    /// The account behind a live session (gone only if deleted or disabled
+    /// meanwhile, which ends the session too).
+    pub(crate) async fn owner(&self, session: &SessionView) -> Result<UserRecord, AuthError> {
+        self.store
+            .user_by_id(session.user_id)
+            .await?
+            .ok_or(AuthError::SessionInvalid)
+    }
+
     /// ValidateSession: whether `token` is a live session and whose.
     pub async fn validate_session(&self, token: &str) -> Result<SessionView, AuthError> {
         if token.is_empty() {
@@ -402,11 +411,7 @@ impl<S: Store> AuthService<S> {
     /// GetAccount for the caller.
     pub async fn account(&self, bearer: Option<&str>) -> Result<AccountView, AuthError> {
         let session = self.authenticate(bearer).await?;
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .ok_or(AuthError::SessionInvalid)?;
+        let user = self.owner(&session).await?;
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
         Ok(AccountView {
             user_id: user.id,
@@ -472,11 +477,7 @@ impl<S: Store> AuthService<S> {
     ) -> Result<Enrollment, AuthError> {
         let session = self.authenticate(bearer).await?;
         let password = password_policy::check_presented(password, "password")?;
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .ok_or(AuthError::SessionInvalid)?;
+        let user = self.owner(&session).await?;
         if self
             .store
             .second_factor(user.id, self.clock.now())
@@ -543,11 +544,7 @@ impl<S: Store> AuthService<S> {
     ) -> Result<Vec<Zeroizing<String>>, AuthError> {
         let session = self.authenticate(bearer).await?;
         PresentedCode::totp(code)?;
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .ok_or(AuthError::SessionInvalid)?;
+        let user = self.owner(&session).await?;
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
         if factors.active.is_some() {
             return Err(AuthError::TotpAlreadyEnabled);
@@ -698,23 +695,13 @@ impl<S: Store> AuthService<S> {
             Err(e) => Err(e),
         };
         match result {
-            Err(AuthError::InvalidCredentials) => {
-                self.store.record_challenge_failure(challenge.id).await?;
-                budget
-                    .fail(
-                        &self.store,
-                        name,
-                        self.clock.now(),
-                        FailureKind::SecondFactor,
-                    )
-                    .await?;
-                Err(AuthError::InvalidCredentials)
-            }
-            Err(other) => {
-                // Not a verdict on the code (overload, storage): give the
-                // attempt back.
-                let _ = budget.refund(&self.store, name, self.clock.now()).await;
-                Err(other)
+            Err(e) => {
+                if matches!(e, AuthError::InvalidCredentials) {
+                    self.store.record_challenge_failure(challenge.id).await?;
+                }
+                Err(budget
+                    .settle_error(&self.store, name, self.clock.now(), e)
+                    .await)
             }
             ok => ok,
         }

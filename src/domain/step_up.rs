@@ -56,11 +56,7 @@ impl<S: Store> AuthService<S> {
             .transpose()?;
         shapes()?;
         // 3. Account state.
-        let user = self
-            .store
-            .user_by_id(session.user_id)
-            .await?
-            .ok_or(AuthError::SessionInvalid)?;
+        let user = self.owner(&session).await?;
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
         let totp_enabled = factors.active.is_some();
         if needs == Needs::TotpEnabled && !totp_enabled {
@@ -144,21 +140,9 @@ impl<S: Store> AuthService<S> {
                 }
                 Ok(ended)
             }
-            Err(AuthError::InvalidCredentials) => {
-                budget
-                    .fail(
-                        &self.store,
-                        name,
-                        self.clock.now(),
-                        FailureKind::SecondFactor,
-                    )
-                    .await?;
-                Err(AuthError::InvalidCredentials)
-            }
-            Err(e) => {
-                let _ = budget.refund(&self.store, name, self.clock.now()).await;
-                Err(e)
-            }
+            Err(e) => Err(budget
+                .settle_error(&self.store, name, self.clock.now(), e)
+                .await),
         }
     }
 

@@ -75,6 +75,16 @@ fn client<T>(request: &Request<T>) -> ClientInfo {
     }
 }
 
+/// The common fields of a step-up request.
+fn step_up<'a>(bearer: &'a Option<String>, password: &'a str, code: &'a str) -> StepUpRequest<'a> {
+    StepUpRequest {
+        bearer: bearer.as_deref(),
+        password,
+        password_field: "password",
+        code,
+    }
+}
+
 type RpcResult<T> = Result<Response<T>, Status>;
 
 fn reply<T>(result: Result<T, AuthError>) -> RpcResult<T> {
@@ -83,7 +93,6 @@ fn reply<T>(result: Result<T, AuthError>) -> RpcResult<T> {
 
 #[tonic::async_trait]
 impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
-    #[tracing::instrument(name = "warden.v1.AuthService/Register", skip_all)]
     async fn register(
         &self,
         request: Request<pb::RegisterRequest>,
@@ -99,7 +108,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/Login", skip_all)]
     async fn login(&self, request: Request<pb::LoginRequest>) -> RpcResult<pb::LoginResponse> {
         let client = client(&request);
         let req = request.into_inner();
@@ -121,7 +129,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         }))
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/EnrollTotp", skip_all)]
     async fn enroll_totp(
         &self,
         request: Request<pb::EnrollTotpRequest>,
@@ -141,7 +148,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/VerifyTotp", skip_all)]
     async fn verify_totp(
         &self,
         request: Request<pb::VerifyTotpRequest>,
@@ -176,7 +182,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         }
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/UseRecoveryCode", skip_all)]
     async fn use_recovery_code(
         &self,
         request: Request<pb::UseRecoveryCodeRequest>,
@@ -194,19 +199,13 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/DisableTotp", skip_all)]
     async fn disable_totp(
         &self,
         request: Request<pb::DisableTotpRequest>,
     ) -> RpcResult<pb::DisableTotpResponse> {
         let token = bearer(&request);
         let req = request.into_inner();
-        let step_up = StepUpRequest {
-            bearer: token.as_deref(),
-            password: &req.password,
-            password_field: "password",
-            code: &req.code,
-        };
+        let step_up = step_up(&token, &req.password, &req.code);
         reply(
             self.service
                 .disable_totp(step_up)
@@ -215,19 +214,13 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/RegenerateRecoveryCodes", skip_all)]
     async fn regenerate_recovery_codes(
         &self,
         request: Request<pb::RegenerateRecoveryCodesRequest>,
     ) -> RpcResult<pb::RegenerateRecoveryCodesResponse> {
         let token = bearer(&request);
         let req = request.into_inner();
-        let step_up = StepUpRequest {
-            bearer: token.as_deref(),
-            password: &req.password,
-            password_field: "password",
-            code: &req.code,
-        };
+        let step_up = step_up(&token, &req.password, &req.code);
         reply(
             self.service
                 .regenerate_recovery_codes(step_up)
@@ -238,7 +231,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/ChangePassword", skip_all)]
     async fn change_password(
         &self,
         request: Request<pb::ChangePasswordRequest>,
@@ -246,10 +238,8 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         let token = bearer(&request);
         let req = request.into_inner();
         let step_up = StepUpRequest {
-            bearer: token.as_deref(),
-            password: &req.current_password,
             password_field: "current_password",
-            code: &req.code,
+            ..step_up(&token, &req.current_password, &req.code)
         };
         reply(
             self.service
@@ -259,19 +249,13 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/DeleteAccount", skip_all)]
     async fn delete_account(
         &self,
         request: Request<pb::DeleteAccountRequest>,
     ) -> RpcResult<pb::DeleteAccountResponse> {
         let token = bearer(&request);
         let req = request.into_inner();
-        let step_up = StepUpRequest {
-            bearer: token.as_deref(),
-            password: &req.password,
-            password_field: "password",
-            code: &req.code,
-        };
+        let step_up = step_up(&token, &req.password, &req.code);
         reply(
             self.service
                 .delete_account(step_up)
@@ -280,7 +264,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/GetAccount", skip_all)]
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
@@ -301,7 +284,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/ValidateSession", skip_all)]
     async fn validate_session(
         &self,
         request: Request<pb::ValidateSessionRequest>,
@@ -319,7 +301,6 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         }))
     }
 
-    #[tracing::instrument(name = "warden.v1.AuthService/Logout", skip_all)]
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> RpcResult<pb::LogoutResponse> {
         let token = bearer(&request);
         reply(

@@ -771,3 +771,16 @@ pub async fn serving(server: &TestServer) -> bool {
                 == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         })
 }
+
+/// Awaits racing calls and counts the winners; every loser must have been
+/// answered like a wrong code.
+pub async fn winners<T>(calls: Vec<JoinHandle<Result<T, Status>>>) -> usize {
+    let mut wins = 0;
+    for call in calls {
+        match call.await.expect("call task") {
+            Ok(_) => wins += 1,
+            Err(status) => assert_status(&status, Code::Unauthenticated, "INVALID_CREDENTIALS"),
+        }
+    }
+    wins
+}

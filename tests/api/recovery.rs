@@ -3,7 +3,7 @@
 use tonic::Code;
 use warden::grpc::pb;
 
-use crate::helpers::{PASSWORD, TestServer, assert_invalid, assert_status};
+use crate::helpers::{PASSWORD, TestServer, assert_invalid, assert_status, winners};
 
 /// Other accepted spellings of a displayed code `XXXX-XXXX-XXXX-XXXX`.
 fn spelling(code: &str, variant: usize) -> String {
@@ -86,13 +86,7 @@ async fn concurrent_use_of_one_recovery_code_succeeds_once() {
                 .await
         }));
     }
-    let mut successes = 0;
-    for call in calls {
-        match call.await.unwrap() {
-            Ok(_) => successes += 1,
-            Err(status) => assert_status(&status, Code::Unauthenticated, "INVALID_CREDENTIALS"),
-        }
-    }
+    let successes = winners(calls).await;
 
     assert_eq!(successes, 1);
     assert_eq!(server.account(&token).await.remaining_recovery_codes, 9);
