@@ -161,3 +161,25 @@ async fn get_account_describes_the_caller() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hashes_are_upgraded_at_the_next_login_when_parameters_change() {
+    let mut server = TestServer::start().await;
+    server.register("henry", PASSWORD).await;
+    let db = server.stop().await;
+    let mut config = crate::helpers::test_config(&db);
+    config.argon2_memory_kib = 512;
+    let hashes_with = |m: u32| {
+        format!("SELECT count(*) FROM users WHERE password_hash LIKE '$argon2id$v=19$m={m},%'")
+    };
+
+    let before = crate::helpers::count(&db, &hashes_with(512)).await;
+    let mut server = TestServer::start_on(db, config).await;
+    server.login_session("henry", PASSWORD).await;
+    let after = crate::helpers::count(&server.db, &hashes_with(512)).await;
+    let again = server.login_session("henry", PASSWORD).await;
+
+    assert_eq!((before, after), (0, 1));
+    assert!(!again.token.is_empty(), "the upgraded hash verifies");
+    server.stop().await;
+}
