@@ -252,7 +252,7 @@ impl TestDatabase {
             }
             Some(admin) => {
                 let name = format!("warden_test_{}", uuid::Uuid::new_v4().simple());
-                let db = Database::connect(&admin)
+                let db = raw_connect_result(&admin)
                     .await
                     .expect("connect to PostgreSQL");
                 db.execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -292,7 +292,7 @@ impl Drop for TestDatabase {
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    if let Ok(db) = Database::connect(&admin).await {
+                    if let Ok(db) = raw_connect_result(&admin).await {
                         let _ = db
                             .execute_unprepared(&format!(
                                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -592,7 +592,7 @@ pub async fn raw_database(db: &TestDatabase) -> Vec<u8> {
         }
         return bytes;
     }
-    let conn = Database::connect(&db.url).await.expect("connect");
+    let conn = raw_connect(&db.url).await;
     let mut text = String::new();
     for table in TABLES {
         let row = conn
@@ -615,13 +615,13 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Runs one SQL statement against the test database.
 pub async fn execute_sql(db: &TestDatabase, sql: &str) {
-    let conn = Database::connect(&db.url).await.expect("connect");
+    let conn = raw_connect(&db.url).await;
     conn.execute_unprepared(sql).await.expect("SQL runs");
 }
 
 /// Runs a `SELECT count(*) …` against the test database.
 pub async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    let conn = Database::connect(&db.url).await.expect("connect");
+    let conn = raw_connect(&db.url).await;
     let row = conn
         .query_one_raw(sea_orm::Statement::from_string(
             conn.get_database_backend(),
@@ -783,4 +783,17 @@ pub async fn winners<T>(calls: Vec<JoinHandle<Result<T, Status>>>) -> usize {
         }
     }
     wins
+}
+
+/// A direct connection for test set-up and inspection. Statement logging is
+/// off: the log-capture tests must see only what the server logs.
+pub async fn raw_connect_result(url: &str) -> Result<sea_orm::DatabaseConnection, sea_orm::DbErr> {
+    let mut options = sea_orm::ConnectOptions::new(url.to_owned());
+    options.sqlx_logging(false).max_connections(2);
+    Database::connect(options).await
+}
+
+/// [`raw_connect_result`], expecting success.
+pub async fn raw_connect(url: &str) -> sea_orm::DatabaseConnection {
+    raw_connect_result(url).await.expect("connect")
 }
