@@ -12,6 +12,7 @@ mod helpers;
 mod housekeeping;
 mod hygiene;
 mod lockout;
+mod outage;
 mod rate_limits;
 mod recovery;
 mod secrets;

@@ -1,0 +1,98 @@
+//! A database that stops answering: health turns NOT_SERVING, calls get
+//! UNAVAILABLE DATABASE_UNAVAILABLE, and both recover when it answers again.
+//! PostgreSQL only: the server reaches it through a TCP relay the test can
+//! cut (an embedded SQLite file cannot stop answering).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tonic::Code;
+
+use crate::helpers::{TestDatabase, TestServer, assert_status, serving, test_config};
+
+/// Relays TCP to the database until cut.
+struct Relay {
+    up: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+    port: u16,
+}
+
+impl Relay {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(Notify::new());
+        let (flag, signal) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let (target, signal) = (target.clone(), signal.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = signal.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { up, cut, port }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn wait_for(server: &TestServer, want_serving: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if serving(server).await == want_serving {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn health_and_calls_follow_the_database() {
+    let db = TestDatabase::create().await;
+    if !db.is_postgres() {
+        return;
+    }
+    let (scheme_and_user, rest) = db.url.split_once('@').unwrap();
+    let (host_port, path) = rest.split_once('/').unwrap();
+    let relay = Relay::start(host_port.to_owned()).await;
+    let mut config = test_config(&db);
+    config.database_url = format!("{scheme_and_user}@127.0.0.1:{}/{path}", relay.port);
+    let mut server = TestServer::start_on(db, config).await;
+    let healthy_at_start = serving(&server).await;
+
+    relay.cut();
+    let went_down = wait_for(&server, false).await;
+    let refused = server.login("nobody", "some password").await.unwrap_err();
+    relay.restore();
+    let came_back = wait_for(&server, true).await;
+    let answered = server.login("nobody", "some password").await.unwrap_err();
+
+    assert!(healthy_at_start);
+    assert!(went_down, "health turned NOT_SERVING");
+    assert_status(&refused, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(came_back, "health recovered");
+    assert_status(&answered, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    server.stop().await;
+}
