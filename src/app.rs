@@ -82,7 +82,7 @@ pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
 }
 
 fn settings(config: &Config) -> Settings {
-    let secs = Config::secs;
+    let secs = Duration::from_secs;
     Settings {
         session_ttl: secs(config.session_ttl_secs),
         session_idle_timeout: secs(config.session_idle_timeout_secs),
@@ -187,7 +187,7 @@ impl Application {
         let probe = tokio::spawn(watch_database(service.clone(), reporter.clone()));
         let sweeper = tokio::spawn(housekeeping::run(
             service.clone(),
-            Config::secs(config.housekeeping_interval_secs),
+            Duration::from_secs(config.housekeeping_interval_secs),
         ));
 
         let guard = GuardLayer::new(config.guard()).context("rate limits")?;
@@ -226,10 +226,12 @@ impl Application {
             result = &mut server => result.context("serve"),
             () = shutdown => {
                 tracing::info!("shutting down");
+                // Stopped first, so it cannot turn health back to SERVING
+                // during the grace period.
                 probe.abort();
                 set_health(&reporter, ServingStatus::NotServing).await;
                 let _ = stop_tx.send(());
-                match tokio::time::timeout(Config::secs(config.shutdown_grace_secs), &mut server).await {
+                match tokio::time::timeout(Duration::from_secs(config.shutdown_grace_secs), &mut server).await {
                     Ok(result) => result.context("serve"),
                     Err(_) => {
                         tracing::warn!("grace period over with calls still in flight");

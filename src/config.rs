@@ -383,11 +383,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Shorthand for a seconds setting.
-    pub fn secs(value: u64) -> Duration {
-        Duration::from_secs(value)
-    }
 }
 
 impl Config {

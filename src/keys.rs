@@ -93,11 +93,7 @@ pub fn load(config: &Config, database_has_users: bool) -> anyhow::Result<Keys> {
         }
         (None, None) => {}
     }
-    if Backend::of_url(&config.database_url) != Some(Backend::Sqlite) {
-        bail!(
-            "WARDEN_KEYS and WARDEN_TOKEN_KEY are required with PostgreSQL; development keys exist only for SQLite"
-        );
-    }
+    require_for_postgres(config)?;
     let Some(path) = dev_key_path(&config.database_url) else {
         // An in-memory database lives and dies with the process; so do its keys.
         tracing::warn!("using ephemeral development keys for an in-memory database");

@@ -37,12 +37,6 @@ pub struct Argon2Params {
 }
 
 impl Argon2Params {
-    /// OWASP's recommendation for passwords: m=19456 KiB, t=2, p=1.
-    pub const OWASP: Self = Self {
-        memory_kib: 19456,
-        iterations: 2,
-        parallelism: 1,
-    };
     /// The cheaper parameters for 80-bit random recovery codes: m=4096 KiB, t=1, p=1.
     pub const RECOVERY_CODE: Self = Self {
         memory_kib: 4096,

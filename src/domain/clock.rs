@@ -38,14 +38,6 @@ impl ManualClock {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *now += by;
     }
-
-    /// Sets the clock to `to`.
-    pub fn set(&self, to: OffsetDateTime) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = to;
-    }
 }
 
 impl Clock for ManualClock {

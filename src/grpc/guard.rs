@@ -14,31 +14,20 @@ use governor::clock::{Clock as _, DefaultClock};
 use tokio::sync::Semaphore;
 use tonic::Code;
 use tower::{Layer, Service};
-use tower_governor::GovernorError;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
-use tower_governor::key_extractor::KeyExtractor;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 use super::client_address::{ClientAddress, rate_key};
 use super::status;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 
-/// Keys a limiter by the end user's address, as the guard already set it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientKey;
-
-impl KeyExtractor for ClientKey {
-    type Key = IpAddr;
-
-    fn extract<T>(&self, req: &http::Request<T>) -> Result<IpAddr, GovernorError> {
-        req.extensions()
-            .get::<ClientAddress>()
-            .map(|a| rate_key(a.0))
-            .ok_or(GovernorError::UnableToExtractKey)
-    }
-}
-
-type Limiter =
-    GovernorConfig<ClientKey, governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>>;
+/// A keyed GCRA limiter. Only its `IpAddr` key type matters: the guard
+/// computes the key itself (`rate_key` of the trace layer's
+/// `ClientAddress`), so the extractor named here is never called.
+type Limiter = GovernorConfig<
+    PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+>;
 
 /// A token bucket: one token every `period`, up to `burst` saved.
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +92,6 @@ struct Limiters {
 
 fn limiter(bucket: Bucket) -> Option<Limiter> {
     GovernorConfigBuilder::default()
-        .key_extractor(ClientKey)
         .period(bucket.period)
         .burst_size(bucket.burst)
         .finish()
@@ -180,22 +168,14 @@ type BoxFuture<E> = Pin<Box<dyn std::future::Future<Output = Result<Response, E>
 
 impl State {
     /// Refuses the call when its group's bucket for `client` is empty.
-    fn check_rate(
-        &self,
-        group: Group,
-        request: &http::Request<impl Sized>,
-        client: IpAddr,
-    ) -> Option<tonic::Status> {
+    fn check_rate(&self, group: Group, client: IpAddr) -> Option<tonic::Status> {
         let limiters = self.limiters.as_ref()?;
         let limiter = match group {
             Group::Login => &limiters.login,
             Group::SecondFactor => &limiters.second_factor,
             Group::Register => &limiters.register,
         };
-        let key = ClientKey
-            .extract(request)
-            .unwrap_or_else(|_| rate_key(client));
-        let not_until = limiter.limiter().check_key(&key).err()?;
+        let not_until = limiter.limiter().check_key(&rate_key(client)).err()?;
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         audit::record(AuditEvent::RateLimited, Outcome::Failure, None);
         // Round up: a client retrying after the given wait must succeed.
@@ -211,17 +191,13 @@ impl State {
 
 /// Replaces statuses Warden never answers with ones from its contract.
 fn sanitize(response: Response) -> Response {
-    let replacement = match response
-        .headers()
-        .get("grpc-status")
-        .map(http::HeaderValue::as_bytes)
-    {
+    let replacement = match status::code_of(&response) {
         // Oversized messages: tonic says OUT_OF_RANGE.
-        Some(b"11") => Some(status::invalid_request(
+        Code::OutOfRange => Some(status::invalid_request(
             "request",
             "request is malformed or too large",
         )),
-        Some(b"2") => Some(status::internal()),
+        Code::Unknown => Some(status::internal()),
         _ => None,
     };
     match replacement {
@@ -273,7 +249,7 @@ where
             // Checked inside the future so the audit event lands in the
             // call's collection (see `trace`).
             if let (Some(group), Some(client)) = (group, client)
-                && let Some(refusal) = state.check_rate(group, &request, client)
+                && let Some(refusal) = state.check_rate(group, client)
             {
                 return Ok(refusal.into_http());
             }

@@ -45,6 +45,16 @@ pub fn with_retry(
     Status::with_error_details(code, message, details)
 }
 
+/// The gRPC status of a response: trailers-only answers (every error from a
+/// unary handler or a layer) carry it in the headers; a response without it
+/// succeeded.
+pub fn code_of<B>(response: &http::Response<B>) -> Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .map_or(Code::Ok, |v| Code::from_bytes(v.as_bytes()))
+}
+
 /// Generic INTERNAL; the cause goes to the server log only.
 pub fn internal() -> Status {
     Status::internal("internal error")

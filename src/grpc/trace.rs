@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::client_address::{Cidr, ClientAddress, end_user};
+use super::status;
 use crate::domain::audit::{self, AuditEvent, AuditRecord, Outcome};
 use crate::telemetry::{AuditTracer, RPC_TARGET};
 use tonic::transport::server::TcpConnectInfo;
@@ -77,18 +78,6 @@ pub struct Trace<S> {
 }
 
 type Response = http::Response<tonic::body::Body>;
-
-/// The gRPC status of a response: trailers-only answers carry it in the
-/// headers; otherwise the call succeeded (tonic's unary handlers answer
-/// errors trailers-only).
-fn status_code(response: &Response) -> i64 {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 impl State {
     /// Ends one audit span per record under `rpc`.
@@ -197,7 +186,9 @@ where
         let call = inner.call(request);
         Box::pin(async move {
             let (result, records) = audit::collect(call).instrument(span.clone()).await;
-            let code = result.as_ref().map_or(13, status_code);
+            let code = result
+                .as_ref()
+                .map_or(13, |r| i64::from(i32::from(status::code_of(r))));
             span.record("rpc.grpc.status_code", code);
             state.emit(&span, records, code, client.as_deref());
             result

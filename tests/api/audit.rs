@@ -13,7 +13,7 @@ use warden::grpc::pb::auth_service_client::AuthServiceClient;
 
 use crate::helpers::{
     ExportedSpan, PASSWORD, TestDatabase, TestServer, collector, flush_traces, independent_totp,
-    test_config,
+    test_config, wrong_code,
 };
 
 /// Adds the caller's `traceparent` to every request.
@@ -156,11 +156,7 @@ async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
     // Two-step login: a replay, a wrong code, then the right one.
     let first = challenge(&mut client, "alice").await;
     verify(&mut client, &first, &confirming).await.unwrap_err();
-    let wrong = if confirming == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&confirming);
     verify(&mut client, &first, wrong).await.unwrap_err();
     server.clock.advance(Duration::from_secs(30));
     let next = independent_totp(&secret, server.now());

@@ -797,3 +797,12 @@ pub async fn raw_connect_result(url: &str) -> Result<sea_orm::DatabaseConnection
 pub async fn raw_connect(url: &str) -> sea_orm::DatabaseConnection {
     raw_connect_result(url).await.expect("connect")
 }
+
+/// A well-formed TOTP code that is not `right`.
+pub fn wrong_code(right: &str) -> &'static str {
+    if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use warden::grpc::pb;
 
-use crate::helpers::{PASSWORD, TestServer, assert_status, independent_totp, retry_secs};
+use crate::helpers::{
+    PASSWORD, TestServer, assert_status, independent_totp, retry_secs, wrong_code,
+};
 
 const LOCK: u64 = 900;
 
@@ -107,11 +109,7 @@ async fn second_factor_failures_lock_with_doubling_and_refuse_open_challenges() 
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
     server.clock.advance(Duration::from_secs(30));
     let right = independent_totp(&secret, server.now());
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&right);
 
     let spare = server
         .login_challenge("carol", PASSWORD)

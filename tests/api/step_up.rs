@@ -8,6 +8,7 @@ use warden::grpc::pb;
 
 use crate::helpers::{
     PASSWORD, TestServer, assert_invalid, assert_status, bearer, count, independent_totp,
+    wrong_code,
 };
 
 const STEP: Duration = Duration::from_secs(30);
@@ -98,11 +99,7 @@ async fn every_step_up_call_refuses_bad_credentials_in_order_and_changes_nothing
             .await
             .unwrap();
         let fresh = independent_totp(&secret, server.now());
-        let wrong = if fresh == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        let wrong = wrong_code(&fresh);
 
         let cases: Vec<(Option<&str>, &str, &str, Code, &str)> = vec![
             (

@@ -7,7 +7,7 @@ use warden::grpc::pb;
 
 use crate::helpers::{
     PASSWORD, TestServer, assert_invalid, assert_status, bearer, contains, execute_sql,
-    independent_totp, raw_database, winners,
+    independent_totp, raw_database, winners, wrong_code,
 };
 
 const STEP: Duration = Duration::from_secs(30);
@@ -414,11 +414,7 @@ async fn challenges_are_not_sessions_and_die_after_five_wrong_codes() {
         .await
         .unwrap_err();
     let right = independent_totp(&secret, server.now());
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&right);
     for _ in 0..5 {
         let err = server
             .verify_challenge(&challenge, wrong)
