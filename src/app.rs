@@ -98,6 +98,9 @@ fn settings(config: &Config) -> Settings {
             threshold: config.lockout_threshold,
             lock: secs(config.lockout_duration_secs),
             max_lock: secs(config.lockout_max_duration_secs),
+            // No credential check outlives the per-call time limit, so three
+            // of them is ample for a live call and short for a dead one.
+            lease: secs(config.request_timeout_secs.saturating_mul(3)),
         },
     }
 }

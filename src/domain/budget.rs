@@ -1,16 +1,35 @@
-//! The per-account-name failure budget: every credential check reserves an
-//! attempt first, so N concurrent guesses get at most the budget, not N.
-//! Kept in the database (see `Store::reserve_attempt`), identically for names
-//! that do not exist, so it tells nothing about which accounts exist.
+//! The per-account-name failure budget, and [`Attempt`]: the one way a
+//! credential check uses it.
+//!
+//! Every credential check reserves an attempt first, so N concurrent guesses
+//! get at most the remaining budget, not N. The budget lives in the database
+//! (see `Store::reserve_attempt`), identically for names that do not exist,
+//! so it tells nothing about which accounts exist.
+//!
+//! Failures and checks in flight are kept apart: a reservation is not a
+//! failure. A call that finds the budget used up only by other calls still in
+//! flight waits for them to settle instead of answering ACCOUNT_LOCKED, so any
+//! number of concurrent right answers all succeed.
+//!
+//! An [`Attempt`] settles itself exactly once however the call ends: with a
+//! verdict ([`Attempt::fail`], [`Attempt::refund`], or a store transaction
+//! that consumed it, [`Attempt::consumed`]); or, when it is dropped unsettled
+//! (the client's deadline or cancellation, the server's time limit,
+//! OVERLOADED, a storage error, an early `?`), by a release handed to a task
+//! that outlives the request. Settlement with a verdict also runs in such a
+//! task, so a request dropped mid-settlement still settles. A process that
+//! dies holding a reservation leaves a row whose lease runs out on its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::domain::audit::{self, AuditEvent, Outcome};
+use crate::domain::clock::Clock;
 use crate::domain::error::AuthError;
-use crate::domain::ids::UserId;
-use crate::domain::store::{LockRule, Reservation, Store};
+use crate::domain::ids::{AttemptId, ChallengeId, UserId};
+use crate::domain::store::{LockRule, Reservation, SettledAttempt, Store};
 use crate::domain::username::Username;
 
 /// What kind of credential failed; decides how the lock grows.
@@ -32,11 +51,32 @@ pub struct BudgetPolicy {
     pub lock: Duration,
     /// The longest second-factor lock.
     pub max_lock: Duration,
+    /// How long an unsettled reservation counts: a few times the longest
+    /// credential check, so one left by a crashed process stops counting.
+    pub lease: Duration,
+}
+
+/// The first wait between two tries of a busy budget; doubles up to
+/// [`MAX_BUSY_WAIT`]. Polling the database (not an in-process signal) makes
+/// the wait work across replicas.
+const FIRST_BUSY_WAIT: Duration = Duration::from_millis(5);
+/// The longest wait between two tries of a busy budget.
+const MAX_BUSY_WAIT: Duration = Duration::from_millis(100);
+
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::DAY)
+}
+
+/// How long until `until`, in whole seconds rounded up (at least one), so
+/// RetryInfo never says "now" while the lock still holds.
+fn retry_after(until: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    let left = Duration::try_from(until - now).unwrap_or_default();
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
 }
 
 impl BudgetPolicy {
     fn rule(&self, kind: FailureKind) -> LockRule {
-        let to_time = |d: Duration| time::Duration::try_from(d).unwrap_or(time::Duration::DAY);
         LockRule {
             threshold: self.threshold,
             base: to_time(self.lock),
@@ -45,72 +85,180 @@ impl BudgetPolicy {
         }
     }
 
-    /// Reserves an attempt for `name` (the account `user`, if it exists), or
-    /// answers ACCOUNT_LOCKED.
+    fn locked(until: OffsetDateTime, now: OffsetDateTime, user: Option<UserId>) -> AuthError {
+        audit::record(AuditEvent::LoginLocked, Outcome::Failure, user);
+        AuthError::AccountLocked {
+            retry_after: retry_after(until, now),
+        }
+    }
+
+    /// Reserves an attempt for `name` (the account `user`, if it exists).
+    /// Waits while only checks in flight use up the budget (bounded by the
+    /// call's own time limit, which drops this future); answers
+    /// ACCOUNT_LOCKED, with the lock's end, when the name is locked.
     pub async fn reserve<S: Store>(
         &self,
         store: &S,
+        clock: &Arc<dyn Clock>,
         name: &Username,
         user: Option<UserId>,
-        now: OffsetDateTime,
-    ) -> Result<(), AuthError> {
-        match store.reserve_attempt(name, now, self.threshold).await? {
-            Reservation::Granted => Ok(()),
-            Reservation::Refused { locked_until } => {
-                audit::record(AuditEvent::LoginLocked, Outcome::Failure, user);
-                Err(AuthError::AccountLocked {
-                    retry_after: locked_until
-                        .map(|until| until - now)
-                        .and_then(|left| Duration::try_from(left).ok())
-                        .filter(|left| !left.is_zero()),
-                })
-            }
-        }
-    }
-
-    /// Gives the reserved attempt back.
-    pub async fn refund<S: Store>(
-        &self,
-        store: &S,
-        name: &Username,
-        now: OffsetDateTime,
-    ) -> Result<(), AuthError> {
-        Ok(store.refund_attempt(name, now).await?)
-    }
-
-    /// Settles a reserved attempt whose call failed: a wrong second factor
-    /// is kept as a failure; anything else (overload, storage) was no
-    /// verdict on the credential, so the attempt is given back.
-    pub async fn settle_error<S: Store>(
-        &self,
-        store: &S,
-        name: &Username,
-        now: OffsetDateTime,
-        error: AuthError,
-    ) -> AuthError {
-        match error {
-            AuthError::InvalidCredentials => {
-                match self.fail(store, name, now, FailureKind::SecondFactor).await {
-                    Ok(()) => AuthError::InvalidCredentials,
-                    Err(unrecorded) => unrecorded,
+    ) -> Result<Attempt<S>, AuthError> {
+        let mut wait = FIRST_BUSY_WAIT;
+        loop {
+            let id = AttemptId::generate();
+            let now = clock.now();
+            let lease_until = now + to_time(self.lease);
+            match store
+                .reserve_attempt(name, id, now, lease_until, self.threshold)
+                .await?
+            {
+                Reservation::Granted => {
+                    return Ok(Attempt {
+                        store: store.clone(),
+                        clock: clock.clone(),
+                        policy: *self,
+                        id,
+                        name: name.clone(),
+                        armed: true,
+                    });
+                }
+                Reservation::Locked { until } => return Err(Self::locked(until, now, user)),
+                Reservation::Busy => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_BUSY_WAIT);
                 }
             }
-            other => {
-                let _ = self.refund(store, name, now).await;
-                other
-            }
         }
     }
 
-    /// Keeps the reserved attempt as a failure (possibly locking the name).
-    pub async fn fail<S: Store>(
+    /// Answers ACCOUNT_LOCKED while `name` is locked, without reserving:
+    /// for checks whose failures do not count (confirming an enrolment).
+    pub async fn ensure_unlocked<S: Store>(
         &self,
         store: &S,
+        clock: &Arc<dyn Clock>,
         name: &Username,
-        now: OffsetDateTime,
-        kind: FailureKind,
+        user: Option<UserId>,
     ) -> Result<(), AuthError> {
-        store.record_failure(name, now, self.rule(kind)).await?;
-        Ok(())
+        let now = clock.now();
+        match store.locked_until(name, now).await? {
+            Some(until) => Err(Self::locked(until, now, user)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One reserved credential check, from reservation to verdict. Settles
+/// itself exactly once, whatever ends the call (see the module docs).
+#[must_use = "an attempt settles when dropped: give it a verdict"]
+pub struct Attempt<S: Store> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    policy: BudgetPolicy,
+    id: AttemptId,
+    name: Username,
+    /// Whether dropping it still has to release the reservation.
+    armed: bool,
+}
+
+impl<S: Store> std::fmt::Debug for Attempt<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("id", &self.id)
+            .field("armed", &self.armed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Attempt<S> {
+    /// What a store transaction that settles this attempt as a success
+    /// (a session issued, a step-up action applied) needs to know.
+    pub fn settlement(&self) -> SettledAttempt {
+        SettledAttempt {
+            attempt: self.id,
+            name: self.name.clone(),
+        }
+    }
+
+    /// The reservation's id.
+    pub fn id(&self) -> AttemptId {
+        self.id
+    }
+
+    /// The store transaction that removes the reservation committed.
+    pub fn consumed(mut self) {
+        self.armed = false;
+    }
+
+    /// The credential was right but nothing that resets the budget was
+    /// issued (a challenge opened, an enrolment started): give the attempt
+    /// back. A failure to do so is only logged; the lease ends it anyway.
+    pub async fn refund(mut self) {
+        self.armed = false;
+        let store = self.store.clone();
+        let id = self.id;
+        let release = tokio::spawn(async move { store.release_attempt(id).await });
+        match release.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "budget refund failed; the lease will end it"),
+            Err(e) => tracing::warn!(error = %e, "budget refund task failed"),
+        }
+    }
+
+    /// The credential was wrong: keeps the attempt as a failure (possibly
+    /// locking the name) and, for a wrong code on a challenge, counts it
+    /// against `challenge`. Returns the error the call answers with:
+    /// INVALID_CREDENTIALS once the failure is recorded.
+    pub async fn fail(mut self, kind: FailureKind, challenge: Option<ChallengeId>) -> AuthError {
+        self.armed = false;
+        let store = self.store.clone();
+        let (id, name, rule) = (self.id, self.name.clone(), self.policy.rule(kind));
+        let now = self.clock.now();
+        // In a task of its own: the failure is recorded even if the request
+        // is dropped while this runs.
+        let record =
+            tokio::spawn(
+                async move { store.record_failure(id, &name, challenge, now, rule).await },
+            );
+        match record.await {
+            Ok(Ok(_)) => AuthError::InvalidCredentials,
+            Ok(Err(e)) => e.into(),
+            Err(e) => AuthError::internal("record failure", e),
+        }
+    }
+}
+
+impl<S: Store> Drop for Attempt<S> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // No verdict: the reservation is given back by a task that outlives
+        // the request. Without a runtime (shutdown) the lease ends it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let id = self.id;
+        runtime.spawn(async move {
+            if let Err(e) = store.release_attempt(id).await {
+                tracing::warn!(error = %e, "budget release failed; the lease will end it");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_never_says_now() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let at = |ms: i64| now + time::Duration::milliseconds(ms);
+        assert_eq!(retry_after(at(900_000), now), Duration::from_secs(900));
+        assert_eq!(retry_after(at(1_500), now), Duration::from_secs(2));
+        assert_eq!(retry_after(at(1), now), Duration::from_secs(1));
+        assert_eq!(retry_after(now, now), Duration::from_secs(1));
     }
 }

@@ -41,8 +41,8 @@ pub enum AuthError {
     /// The account name's failure budget is spent.
     #[error("account locked")]
     AccountLocked {
-        /// How long until the lock ends, where known.
-        retry_after: Option<Duration>,
+        /// How long until the lock ends (every lock has an end).
+        retry_after: Duration,
     },
     /// The password-hashing queue is full.
     #[error("overloaded")]

@@ -46,3 +46,7 @@ uuid_id!(
     /// A recovery code's row id (not the code).
     RecoveryCodeId
 );
+uuid_id!(
+    /// A reserved attempt of a failure budget (one credential check in flight).
+    AttemptId
+);

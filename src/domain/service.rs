@@ -14,15 +14,15 @@ use crate::crypto::recovery;
 use crate::crypto::tokens::{TokenKey, TokenKind};
 use crate::crypto::totp::{self, CodeMatch, TotpSecret};
 use crate::domain::audit::{self, AuditEvent, Outcome};
-use crate::domain::budget::{BudgetPolicy, FailureKind};
+use crate::domain::budget::{Attempt, BudgetPolicy, FailureKind};
 use crate::domain::clock::Clock;
 use crate::domain::error::AuthError;
 use crate::domain::ids::{ChallengeId, SessionId, UserId};
 use crate::domain::password_policy::{self, PasswordPolicy};
 use crate::domain::second_factor::PresentedCode;
 use crate::domain::store::{
-    ChallengeRecord, ClientInfo, LoginProof, NewChallenge, NewSession, SecondFactorState,
-    SessionRecord, Store, StoreError, UserRecord,
+    ChallengeRecord, ClientInfo, CompletionError, LoginProof, NewChallenge, NewSession,
+    SecondFactorState, SessionRecord, Store, StoreError, UserRecord,
 };
 use crate::domain::username::Username;
 
@@ -218,46 +218,40 @@ impl<S: Store> AuthService<S> {
             .await?
             .filter(|u| u.disabled_at.is_none());
         let user_id = user.as_ref().map(|u| u.id);
-        budget
-            .reserve(&self.store, &username, user_id, self.clock.now())
+        let attempt = budget
+            .reserve(&self.store, &self.clock, &username, user_id)
             .await?;
         // Verify against a dummy hash when there is no usable account, so
         // unknown and disabled names cost the same time as real ones.
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let correct = self.passwords.verify(password.clone(), stored).await?;
         let Some(user) = user.filter(|_| correct) else {
-            audit::record(AuditEvent::LoginFailed, Outcome::Failure, user_id);
-            budget
-                .fail(
-                    &self.store,
-                    &username,
-                    self.clock.now(),
-                    FailureKind::Password,
-                )
-                .await?;
-            return Err(AuthError::InvalidCredentials);
+            let error = attempt.fail(FailureKind::Password, None).await;
+            // Only a failure that was recorded is reported as one.
+            if matches!(error, AuthError::InvalidCredentials) {
+                audit::record(AuditEvent::LoginFailed, Outcome::Failure, user_id);
+            }
+            return Err(error);
         };
-        budget
-            .refund(&self.store, &username, self.clock.now())
-            .await?;
-        self.upgrade_hash_if_needed(&user, password).await;
 
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
-        if factors.active.is_some() {
-            return self
-                .issue_challenge(&user, &factors)
-                .await
-                .map(LoginOutcome::MfaRequired);
-        }
-        self.issue_session(
-            user.id,
-            &user.username,
-            vec!["pwd"],
-            LoginProof::Password,
-            client,
-        )
-        .await
-        .map(LoginOutcome::Session)
+        let outcome = if factors.active.is_some() {
+            let challenge = self.issue_challenge(&user, &factors).await?;
+            attempt.refund().await;
+            LoginOutcome::MfaRequired(challenge)
+        } else {
+            let proof = LoginProof::Password {
+                verified_hash: user.password_hash.clone(),
+            };
+            let session = self
+                .issue_session(user.id, vec!["pwd"], proof, attempt, client)
+                .await?;
+            LoginOutcome::Session(session)
+        };
+        // After the session or challenge, which are bound to the hash that
+        // was verified: a re-hash first would make them refuse themselves.
+        self.upgrade_hash_if_needed(&user, password).await;
+        Ok(outcome)
     }
 
     /// Re-hashes a password made with older parameters. Best effort: the
@@ -295,7 +289,9 @@ impl<S: Store> AuthService<S> {
             created_at: now,
             expires_at,
         };
-        self.store.insert_challenge(&challenge).await?;
+        self.store
+            .insert_challenge(&challenge, &user.password_hash)
+            .await?;
         let mut methods = vec!["totp"];
         if factors.unused_recovery_codes > 0 {
             methods.push("recovery_code");
@@ -312,12 +308,15 @@ impl<S: Store> AuthService<S> {
         })
     }
 
+    /// Issues a session in one transaction with spending `proof`, which
+    /// settles `attempt` as a success (resetting the budget). A proof that
+    /// lost a single-use race settles it as a second-factor failure.
     pub(crate) async fn issue_session(
         &self,
         user_id: UserId,
-        username: &Username,
         amr: Vec<&str>,
         proof: LoginProof,
+        attempt: Attempt<S>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
         let now = self.clock.now();
@@ -331,14 +330,33 @@ impl<S: Store> AuthService<S> {
             amr: amr.into_iter().map(str::to_owned).collect(),
             client,
         };
-        self.store
+        match self
+            .store
             .complete_login(
                 &session,
                 &proof,
-                username,
+                &attempt.settlement(),
                 self.settings.max_sessions_per_user,
             )
-            .await?;
+            .await
+        {
+            Ok(()) => attempt.consumed(),
+            Err(
+                CompletionError::ChallengeGone
+                | CompletionError::StepUsed
+                | CompletionError::CodeUsed,
+            ) => {
+                // Race losers count as failures (of the second factor).
+                let challenge = match proof {
+                    LoginProof::SecondFactor { challenge, .. } => Some(challenge),
+                    LoginProof::Password { .. } => None,
+                };
+                return Err(attempt.fail(FailureKind::SecondFactor, challenge).await);
+            }
+            // Anything else is no verdict on the credential: dropping the
+            // attempt gives it back.
+            Err(other) => return Err(other.into()),
+        }
         audit::record(AuditEvent::LoginSucceeded, Outcome::Success, Some(user_id));
         Ok(IssuedSession {
             token,
@@ -437,36 +455,12 @@ impl<S: Store> AuthService<S> {
         Ok(())
     }
 
-    /// Verifies the caller's password for a step-up action under the failure
-    /// budget: reserve, check, then refund or fail.
-    async fn check_password(
-        &self,
-        user: &UserRecord,
-        password: Zeroizing<String>,
-    ) -> Result<(), AuthError> {
-        let budget = self.settings.budget;
-        budget
-            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
-            .await?;
-        if self
-            .passwords
-            .verify(password, Some(user.password_hash.clone()))
-            .await?
-        {
-            budget
-                .refund(&self.store, &user.username, self.clock.now())
-                .await
-        } else {
-            budget
-                .fail(
-                    &self.store,
-                    &user.username,
-                    self.clock.now(),
-                    FailureKind::Password,
-                )
-                .await?;
-            Err(AuthError::InvalidCredentials)
-        }
+    /// Reserves an attempt of `user`'s failure budget.
+    pub(crate) async fn reserve_attempt(&self, user: &UserRecord) -> Result<Attempt<S>, AuthError> {
+        self.settings
+            .budget
+            .reserve(&self.store, &self.clock, &user.username, Some(user.id))
+            .await
     }
 
     /// EnrollTotp: a fresh pending secret for the caller.
@@ -487,7 +481,15 @@ impl<S: Store> AuthService<S> {
         {
             return Err(AuthError::TotpAlreadyEnabled);
         }
-        self.check_password(&user, password).await?;
+        let attempt = self.reserve_attempt(&user).await?;
+        if !self
+            .passwords
+            .verify(password, Some(user.password_hash.clone()))
+            .await?
+        {
+            return Err(attempt.fail(FailureKind::Password, None).await);
+        }
+        attempt.refund().await;
 
         let secret = TotpSecret::generate();
         let sealed = self
@@ -550,14 +552,12 @@ impl<S: Store> AuthService<S> {
             return Err(AuthError::TotpAlreadyEnabled);
         }
         let pending = factors.pending.ok_or(AuthError::NoPendingEnrollment)?;
-        let budget = self.settings.budget;
-        budget
-            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
-            .await?;
-        // Wrong codes while confirming do not spend the budget: the caller
-        // already proved the password and holds a session.
-        budget
-            .refund(&self.store, &user.username, self.clock.now())
+        // Wrong codes while confirming do not spend the budget (the caller
+        // already proved the password and holds a session), but a locked
+        // account is refused like its Login.
+        self.settings
+            .budget
+            .ensure_unlocked(&self.store, &self.clock, &user.username, Some(user.id))
             .await?;
 
         let secret = self.open_secret(user.id, "pending", &pending)?;
@@ -667,44 +667,33 @@ impl<S: Store> AuthService<S> {
         if factors.active.is_none() {
             return Err(AuthError::ChallengeInvalid);
         }
-        let budget = self.settings.budget;
-        let name = &challenge.username;
-        budget
-            .reserve(&self.store, name, Some(challenge.user_id), self.clock.now())
+        let attempt = self
+            .settings
+            .budget
+            .reserve(
+                &self.store,
+                &self.clock,
+                &challenge.username,
+                Some(challenge.user_id),
+            )
             .await?;
-
-        let result = match self
+        let Some(proof) = self
             .check_second_factor(challenge.user_id, &factors, presented)
-            .await
-        {
-            Ok(Some(proof)) => {
-                let amr = proof.login_amr();
-                let login = LoginProof::SecondFactor {
-                    challenge: challenge.id,
-                    proof: proof.clone(),
-                };
-                let issued = self
-                    .issue_session(challenge.user_id, name, amr, login, client)
-                    .await;
-                if issued.is_ok() {
-                    proof.log_used(challenge.user_id);
-                }
-                issued
-            }
-            Ok(None) => Err(AuthError::InvalidCredentials),
-            Err(e) => Err(e),
+            .await?
+        else {
+            return Err(attempt
+                .fail(FailureKind::SecondFactor, Some(challenge.id))
+                .await);
         };
-        match result {
-            Err(e) => {
-                if matches!(e, AuthError::InvalidCredentials) {
-                    self.store.record_challenge_failure(challenge.id).await?;
-                }
-                Err(budget
-                    .settle_error(&self.store, name, self.clock.now(), e)
-                    .await)
-            }
-            ok => ok,
-        }
+        let login = LoginProof::SecondFactor {
+            challenge: challenge.id,
+            proof: proof.clone(),
+        };
+        let issued = self
+            .issue_session(challenge.user_id, proof.login_amr(), login, attempt, client)
+            .await?;
+        proof.log_used(challenge.user_id);
+        Ok(issued)
     }
 }
 

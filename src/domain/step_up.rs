@@ -6,11 +6,12 @@ use zeroize::Zeroizing;
 
 use crate::domain::AuthService;
 use crate::domain::audit::{self, AuditEvent, Outcome};
-use crate::domain::budget::FailureKind;
+use crate::domain::budget::{Attempt, FailureKind};
 use crate::domain::error::AuthError;
+use crate::domain::ids::UserId;
 use crate::domain::password_policy;
 use crate::domain::second_factor::{PresentedCode, SecondFactorProof};
-use crate::domain::store::{SessionRecord, StepUpAction, Store, UserRecord};
+use crate::domain::store::{CompletionError, SessionRecord, StepUpAction, Store, UserRecord};
 
 /// What a step-up request carries besides its action's own fields.
 pub struct StepUpRequest<'a> {
@@ -24,11 +25,13 @@ pub struct StepUpRequest<'a> {
     pub code: &'a str,
 }
 
-/// A step-up call whose credentials checked out, not yet committed.
-struct Granted {
+/// A step-up call whose credentials checked out, not yet committed. Holds
+/// the budget attempt until the action commits with it.
+struct Granted<S: Store> {
     session: SessionRecord,
     user: UserRecord,
     proof: Option<SecondFactorProof>,
+    attempt: Attempt<S>,
 }
 
 /// Which accounts an action applies to.
@@ -46,7 +49,7 @@ impl<S: Store> AuthService<S> {
         request: &StepUpRequest<'_>,
         needs: Needs,
         shapes: impl FnOnce() -> Result<(), AuthError>,
-    ) -> Result<Granted, AuthError> {
+    ) -> Result<Granted<S>, AuthError> {
         // 1. Bearer.
         let session = self.authenticate(request.bearer).await?;
         // 2. Shapes of the present and required fields.
@@ -70,79 +73,70 @@ impl<S: Store> AuthService<S> {
             (false, _) => None,
         };
         // 5. Failure budget.
-        let budget = self.settings.budget;
-        budget
-            .reserve(&self.store, &user.username, Some(user.id), self.clock.now())
-            .await?;
+        let attempt = self.reserve_attempt(&user).await?;
         // 6. Password and code judged together: both are always checked, and
-        // any wrong combination gives the same answer.
-        let checked = async {
-            let password_ok = self
-                .passwords
-                .verify(password, Some(user.password_hash.clone()))
-                .await?;
-            let proof = match code {
-                Some(code) => self.check_second_factor(user.id, &factors, code).await?,
-                None => None,
-            };
-            Ok::<_, AuthError>((password_ok, proof))
-        }
-        .await;
-        match checked {
-            Ok((true, proof)) if proof.is_some() || !totp_enabled => Ok(Granted {
+        // any wrong combination gives the same answer. An error here (e.g.
+        // OVERLOADED) drops the attempt, which gives it back.
+        let password_ok = self
+            .passwords
+            .verify(password, Some(user.password_hash.clone()))
+            .await?;
+        let proof = match code {
+            Some(code) => self.check_second_factor(user.id, &factors, code).await?,
+            None => None,
+        };
+        if password_ok && (proof.is_some() || !totp_enabled) {
+            return Ok(Granted {
                 session,
                 user,
                 proof,
-            }),
-            Ok((password_ok, _)) => {
-                let kind = if password_ok {
-                    FailureKind::SecondFactor
-                } else {
-                    FailureKind::Password
-                };
-                budget
-                    .fail(&self.store, &user.username, self.clock.now(), kind)
-                    .await?;
-                Err(AuthError::InvalidCredentials)
-            }
-            Err(e) => {
-                let _ = budget
-                    .refund(&self.store, &user.username, self.clock.now())
-                    .await;
-                Err(e)
-            }
+                attempt,
+            });
         }
+        let kind = if password_ok {
+            FailureKind::SecondFactor
+        } else {
+            FailureKind::Password
+        };
+        Err(attempt.fail(kind, None).await)
     }
 
-    /// Commits a granted action with its proof; the reserved attempt is
-    /// given back on success and kept as a failure if the proof lost a race.
-    async fn commit(&self, granted: &Granted, action: StepUpAction) -> Result<u64, AuthError> {
-        let budget = self.settings.budget;
-        let name = &granted.user.username;
+    /// Commits a granted action with its proof; the same transaction gives
+    /// the reserved attempt back, so the action and the refund stand or fall
+    /// together. A proof that lost a race is kept as a failure. Returns the
+    /// user the action applied to.
+    async fn commit(&self, granted: Granted<S>, action: StepUpAction) -> Result<UserId, AuthError> {
+        let Granted {
+            user,
+            proof,
+            attempt,
+            ..
+        } = granted;
         match self
             .store
             .commit_step_up(
-                granted.user.id,
-                granted.proof.as_ref(),
+                user.id,
+                proof.as_ref(),
                 &action,
+                attempt.id(),
                 self.clock.now(),
             )
             .await
-            .map_err(AuthError::from)
         {
             Ok(ended) => {
-                if let Some(proof) = &granted.proof {
-                    proof.log_used(granted.user.id);
+                attempt.consumed();
+                if let Some(proof) = &proof {
+                    proof.log_used(user.id);
                 }
-                budget.refund(&self.store, name, self.clock.now()).await?;
                 if ended > 0 {
-                    audit::record_revoked(granted.user.id, ended);
+                    audit::record_revoked(user.id, ended);
                 }
-                Ok(ended)
+                Ok(user.id)
             }
-            Err(e) => Err(budget
-                .settle_error(&self.store, name, self.clock.now(), e)
-                .await),
+            Err(CompletionError::StepUsed | CompletionError::CodeUsed) => {
+                Err(attempt.fail(FailureKind::SecondFactor, None).await)
+            }
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -152,18 +146,11 @@ impl<S: Store> AuthService<S> {
         let granted = self
             .step_up(&request, Needs::TotpEnabled, || Ok(()))
             .await?;
-        self.commit(
-            &granted,
-            StepUpAction::DisableTotp {
-                keep: granted.session.id,
-            },
-        )
-        .await?;
-        audit::record(
-            AuditEvent::TotpDisabled,
-            Outcome::Success,
-            Some(granted.user.id),
-        );
+        let keep = granted.session.id;
+        let user = self
+            .commit(granted, StepUpAction::DisableTotp { keep })
+            .await?;
+        audit::record(AuditEvent::TotpDisabled, Outcome::Success, Some(user));
         Ok(())
     }
 
@@ -176,12 +163,13 @@ impl<S: Store> AuthService<S> {
             .step_up(&request, Needs::TotpEnabled, || Ok(()))
             .await?;
         let (codes, hashes) = self.new_recovery_codes().await?;
-        self.commit(&granted, StepUpAction::ReplaceRecoveryCodes { hashes })
+        let user = self
+            .commit(granted, StepUpAction::ReplaceRecoveryCodes { hashes })
             .await?;
         audit::record(
             AuditEvent::RecoveryCodesRegenerated,
             Outcome::Success,
-            Some(granted.user.id),
+            Some(user),
         );
         Ok(codes)
     }
@@ -207,31 +195,19 @@ impl<S: Store> AuthService<S> {
         let new_password = checked
             .ok_or_else(|| AuthError::Internal(anyhow::anyhow!("new password not checked")))?;
         let hash = self.passwords.hash(new_password).await?;
-        self.commit(
-            &granted,
-            StepUpAction::ChangePassword {
-                hash,
-                keep: granted.session.id,
-            },
-        )
-        .await?;
-        audit::record(
-            AuditEvent::PasswordChanged,
-            Outcome::Success,
-            Some(granted.user.id),
-        );
+        let keep = granted.session.id;
+        let user = self
+            .commit(granted, StepUpAction::ChangePassword { hash, keep })
+            .await?;
+        audit::record(AuditEvent::PasswordChanged, Outcome::Success, Some(user));
         Ok(())
     }
 
     /// DeleteAccount: removes the user and every row that belongs to them.
     pub async fn delete_account(&self, request: StepUpRequest<'_>) -> Result<(), AuthError> {
         let granted = self.step_up(&request, Needs::Anyone, || Ok(())).await?;
-        self.commit(&granted, StepUpAction::DeleteAccount).await?;
-        audit::record(
-            AuditEvent::AccountDeleted,
-            Outcome::Success,
-            Some(granted.user.id),
-        );
+        let user = self.commit(granted, StepUpAction::DeleteAccount).await?;
+        audit::record(AuditEvent::AccountDeleted, Outcome::Success, Some(user));
         Ok(())
     }
 }

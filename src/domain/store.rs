@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::keyring::Sealed;
 use crate::crypto::tokens::TokenHash;
-use crate::domain::ids::{ChallengeId, RecoveryCodeId, SessionId, UserId};
+use crate::domain::ids::{AttemptId, ChallengeId, RecoveryCodeId, SessionId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::username::Username;
 
@@ -146,8 +146,13 @@ pub struct StoredSecret {
 /// the session.
 #[derive(Debug, Clone)]
 pub enum LoginProof {
-    /// A password alone (no second factor enabled).
-    Password,
+    /// A password alone (no second factor enabled), checked against this
+    /// stored hash: the session is refused if the hash changed meanwhile
+    /// (a ChangePassword committed while the password was being verified).
+    Password {
+        /// The PHC string the password was verified against.
+        verified_hash: String,
+    },
     /// A second factor answered challenge `challenge`.
     SecondFactor {
         /// The challenge being completed.
@@ -172,6 +177,10 @@ pub enum CompletionError {
     /// A pending enrolment was replaced, confirmed or expired meanwhile.
     #[error("pending secret gone")]
     PendingGone,
+    /// The password was changed, or the account disabled or deleted, after
+    /// the password was verified.
+    #[error("credentials changed meanwhile")]
+    CredentialsChanged,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -206,13 +215,25 @@ pub enum StepUpAction {
 /// The answer to an attempt reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// One attempt reserved.
+    /// The attempt was reserved under the id the caller chose.
     Granted,
-    /// No attempt left; locked until then where a lock is set.
-    Refused {
-        /// End of the current lock, if any.
-        locked_until: Option<OffsetDateTime>,
+    /// Not locked, but failures and checks still in flight use up the
+    /// budget: the caller waits for those to settle.
+    Busy,
+    /// The name is locked until then.
+    Locked {
+        /// End of the lock (always in the future).
+        until: OffsetDateTime,
     },
+}
+
+/// The budget attempt a completing transaction settles as a success.
+#[derive(Debug, Clone)]
+pub struct SettledAttempt {
+    /// The reservation to remove.
+    pub attempt: AttemptId,
+    /// The budget's name.
+    pub name: Username,
 }
 
 /// How a failure that spends the budget locks the name.
@@ -229,7 +250,7 @@ pub struct LockRule {
 }
 
 /// Persistence for Warden's use-cases.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Clone + Send + Sync + 'static {
     /// Creates a user; `UniqueViolation` when the name is taken.
     fn insert_user(&self, user: &UserRecord) -> impl Future<Output = StoreResult<()>> + Send;
     /// Finds a user by canonical name.
@@ -251,13 +272,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// In one transaction: checks and spends `proof`, stores the session,
-    /// ends the oldest sessions beyond `max_sessions`, records the login and
-    /// resets `budget_name`'s failure budget.
+    /// ends the oldest sessions beyond `max_sessions` (serialised per user,
+    /// so the cap holds under concurrent logins), records the login, removes
+    /// the attempt's reservation and resets its name's failure budget and
+    /// lock level.
     fn complete_login(
         &self,
         session: &NewSession,
         proof: &LoginProof,
-        budget_name: &Username,
+        attempt: &SettledAttempt,
         max_sessions: u32,
     ) -> impl Future<Output = Result<(), CompletionError>> + Send;
     /// Finds a session by token hash (with its owner, unless disabled).
@@ -275,11 +298,13 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a session; false when it was already gone.
     fn revoke_session(&self, id: SessionId) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Stores a login challenge.
+    /// Stores a login challenge, only while the user's password hash is
+    /// still `verified_hash` and the account is enabled.
     fn insert_challenge(
         &self,
         challenge: &NewChallenge,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        verified_hash: &str,
+    ) -> impl Future<Output = Result<(), CompletionError>> + Send;
     /// Finds a live challenge (unexpired, fewer than `max_failures` failures).
     fn challenge_by_hash(
         &self,
@@ -287,12 +312,6 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         max_failures: u32,
     ) -> impl Future<Output = StoreResult<Option<ChallengeRecord>>> + Send;
-    /// Counts a wrong code against a challenge.
-    fn record_challenge_failure(
-        &self,
-        id: ChallengeId,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
     /// The user's TOTP state as of `now`.
     fn second_factor(
         &self,
@@ -325,36 +344,50 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: UserId,
     ) -> impl Future<Output = StoreResult<Vec<(RecoveryCodeId, String)>>> + Send;
-    /// In one transaction: spends `proof` (if any) and applies `action`;
+    /// In one transaction: spends `proof` (if any), applies `action` and
+    /// removes the attempt's reservation (the credentials were right);
     /// returns how many sessions it ended.
     fn commit_step_up(
         &self,
         user: UserId,
         proof: Option<&SecondFactorProof>,
         action: &StepUpAction,
+        attempt: AttemptId,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<u64, CompletionError>> + Send;
 
-    /// Reserves one attempt of `name`'s failure budget.
+    /// Reserves one attempt of `name`'s failure budget under `attempt`,
+    /// leased until `lease_until`: granted only while the name is not
+    /// locked and its failures plus unexpired reservations stay below
+    /// `threshold`. Atomic per name across connections and replicas.
     fn reserve_attempt(
         &self,
         name: &Username,
+        attempt: AttemptId,
         now: OffsetDateTime,
+        lease_until: OffsetDateTime,
         threshold: u32,
     ) -> impl Future<Output = StoreResult<Reservation>> + Send;
-    /// Gives a reserved attempt back (the credential was right).
-    fn refund_attempt(
-        &self,
-        name: &Username,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Keeps a reserved attempt as a failure; locks the name when the budget
-    /// is spent. Returns the new lock's end, if this failure set one.
+    /// Removes a reservation with no verdict (right credential before
+    /// anything was issued, cancellation, overload, a storage error).
+    fn release_attempt(&self, attempt: AttemptId) -> impl Future<Output = StoreResult<()>> + Send;
+    /// In one transaction: removes the reservation, counts a failure for
+    /// `name` (locking it per `rule` when the budget is spent) and, for a
+    /// wrong code on a challenge, counts it against `challenge`. Returns the
+    /// new lock's end, if this failure set one.
     fn record_failure(
         &self,
+        attempt: AttemptId,
         name: &Username,
+        challenge: Option<ChallengeId>,
         now: OffsetDateTime,
         rule: LockRule,
+    ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;
+    /// The end of `name`'s lock, if it is locked at `now`.
+    fn locked_until(
+        &self,
+        name: &Username,
+        now: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;
 
     /// Sealed TOTP secrets after `after` (user id, purpose), in key order.
@@ -371,9 +404,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Deletes up to `batch` expired sessions (absolute end, or last used
-    /// before `idle_cutoff`), challenges and pending secrets, and budget rows
-    /// not locked and untouched since `budget_cutoff`; returns how many rows
-    /// went.
+    /// before `idle_cutoff`), challenges, pending secrets and budget
+    /// reservations whose lease ended, and budget rows not locked, at lock
+    /// level 0 (a raised level is reset only by a completed login) and
+    /// untouched since `budget_cutoff`; returns how many rows went.
     fn purge_expired(
         &self,
         now: OffsetDateTime,
@@ -403,6 +437,8 @@ impl From<CompletionError> for crate::domain::AuthError {
             | CompletionError::StepUsed
             | CompletionError::CodeUsed => Self::InvalidCredentials,
             CompletionError::PendingGone => Self::NoPendingEnrollment,
+            // The password checked is no longer the account's.
+            CompletionError::CredentialsChanged => Self::InvalidCredentials,
             CompletionError::Store(e) => e.into(),
         }
     }

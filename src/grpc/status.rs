@@ -111,7 +111,7 @@ impl From<AuthError> for Status {
                 Code::ResourceExhausted,
                 "ACCOUNT_LOCKED",
                 "too many failed attempts; try later",
-                retry_after,
+                Some(retry_after),
             ),
             AuthError::Overloaded => with_retry(
                 Code::Unavailable,

@@ -10,21 +10,22 @@ use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait, TryInsertResult,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use time::OffsetDateTime;
 
 use super::entities::{
-    failure_budgets, login_challenges, recovery_codes, sessions, totp_secrets, users,
+    budget_reservations, failure_budgets, login_challenges, recovery_codes, sessions, totp_secrets,
+    users,
 };
 use crate::crypto::keyring::Sealed;
 use crate::crypto::tokens::TokenHash;
-use crate::domain::ids::{ChallengeId, RecoveryCodeId, SessionId, UserId};
+use crate::domain::ids::{AttemptId, ChallengeId, RecoveryCodeId, SessionId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::store::{
     ChallengeRecord, CompletionError, LockRule, LoginProof, NewChallenge, NewSession, Reservation,
-    SecondFactorState, SessionRecord, StepUpAction, Store, StoreError, StoreResult, StoredSecret,
-    UserRecord,
+    SecondFactorState, SessionRecord, SettledAttempt, StepUpAction, Store, StoreError, StoreResult,
+    StoredSecret, UserRecord,
 };
 use crate::domain::username::Username;
 
@@ -144,6 +145,77 @@ impl SeaOrmStore {
             .one(&self.db)
             .await
             .map_err(db_error("find user"))
+    }
+
+    /// Locks `user`'s row for the rest of `tx` and records a login, only
+    /// while the account is enabled and, when given, its password hash is
+    /// still `verified_hash`. Taking the row lock first serialises one
+    /// user's completions on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already
+    /// serialises writers), so the session cap holds under concurrency.
+    async fn lock_user(
+        tx: &DatabaseTransaction,
+        user: &str,
+        verified_hash: Option<&str>,
+        now: i64,
+    ) -> Result<(), CompletionError> {
+        let mut update = users::Entity::update_many()
+            .col_expr(users::Column::LastLoginAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user))
+            .filter(users::Column::DisabledAt.is_null());
+        if let Some(hash) = verified_hash {
+            update = update.filter(users::Column::PasswordHash.eq(hash));
+        }
+        let locked = update.exec(tx).await.map_err(db_error("lock user"))?;
+        if locked.rows_affected == 1 {
+            Ok(())
+        } else {
+            Err(CompletionError::CredentialsChanged)
+        }
+    }
+
+    /// Removes a budget reservation inside `tx` (settled, or given back).
+    async fn remove_reservation(tx: &DatabaseTransaction, attempt: AttemptId) -> StoreResult<()> {
+        budget_reservations::Entity::delete_by_id(attempt.to_string())
+            .exec(tx)
+            .await
+            .map_err(db_error("remove budget reservation"))?;
+        Ok(())
+    }
+
+    /// Makes sure `name` has a budget row and locks it for the rest of `tx`
+    /// (an upsert takes the row lock on PostgreSQL), so every decision on
+    /// one name's budget is taken by one transaction at a time.
+    async fn lock_budget(
+        tx: &DatabaseTransaction,
+        name: &Username,
+        now: i64,
+    ) -> StoreResult<failure_budgets::Model> {
+        let row = failure_budgets::ActiveModel {
+            name: Set(name.as_str().to_owned()),
+            failures: Set(0),
+            lock_level: Set(0),
+            locked_until: Set(None),
+            updated_at: Set(now),
+        };
+        failure_budgets::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(failure_budgets::Column::Name)
+                    .update_column(failure_budgets::Column::UpdatedAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(tx)
+            .await
+            .map_err(db_error("lock failure budget"))?;
+        failure_budgets::Entity::find_by_id(name.as_str().to_owned())
+            .one(tx)
+            .await
+            .map_err(db_error("read failure budget"))?
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("failure budget row vanished")))
+    }
+
+    /// Rolls back a transaction that changed nothing worth keeping.
+    async fn abandon(tx: DatabaseTransaction) -> StoreResult<()> {
+        tx.rollback().await.map_err(db_error("roll back"))
     }
 
     /// Spends `step` for `user`: only a step later than the stored one wins.
@@ -340,14 +412,19 @@ impl Store for SeaOrmStore {
         &self,
         session: &NewSession,
         proof: &LoginProof,
-        budget_name: &Username,
+        attempt: &SettledAttempt,
         max_sessions: u32,
     ) -> Result<(), CompletionError> {
         let now = ms(session.created_at);
         let user = session.user_id.to_string();
         let tx = self.begin_write().await?;
+        let verified_hash = match proof {
+            LoginProof::Password { verified_hash } => Some(verified_hash.as_str()),
+            LoginProof::SecondFactor { .. } => None,
+        };
+        Self::lock_user(&tx, &user, verified_hash, now).await?;
         match proof {
-            LoginProof::Password => {}
+            LoginProof::Password { .. } => {}
             LoginProof::SecondFactor { challenge, proof } => {
                 let used = login_challenges::Entity::delete_many()
                     .filter(login_challenges::Column::Id.eq(challenge.to_string()))
@@ -379,13 +456,9 @@ impl Store for SeaOrmStore {
             .await
             .map_err(db_error("insert session"))?;
         Self::evict_oldest(&tx, &user, max_sessions).await?;
-        users::Entity::update_many()
-            .col_expr(users::Column::LastLoginAt, Expr::value(now))
-            .filter(users::Column::Id.eq(user))
-            .exec(&tx)
-            .await
-            .map_err(db_error("record login"))?;
-        failure_budgets::Entity::delete_by_id(budget_name.as_str().to_owned())
+        Self::remove_reservation(&tx, attempt.attempt).await?;
+        // A completed login resets the count and the lock level.
+        failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
             .exec(&tx)
             .await
             .map_err(db_error("reset failure budget"))?;
@@ -447,7 +520,25 @@ impl Store for SeaOrmStore {
         Ok(done.rows_affected == 1)
     }
 
-    async fn insert_challenge(&self, challenge: &NewChallenge) -> StoreResult<()> {
+    async fn insert_challenge(
+        &self,
+        challenge: &NewChallenge,
+        verified_hash: &str,
+    ) -> Result<(), CompletionError> {
+        let tx = self.begin_write().await?;
+        let user = challenge.user_id.to_string();
+        // A challenge is a step of a login: bound to the password checked.
+        let unchanged = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(verified_hash))
+            .filter(users::Column::Id.eq(user))
+            .filter(users::Column::DisabledAt.is_null())
+            .filter(users::Column::PasswordHash.eq(verified_hash))
+            .exec(&tx)
+            .await
+            .map_err(db_error("check password hash"))?;
+        if unchanged.rows_affected != 1 {
+            return Err(CompletionError::CredentialsChanged);
+        }
         let row = login_challenges::ActiveModel {
             id: Set(challenge.id.to_string()),
             user_id: Set(challenge.user_id.to_string()),
@@ -457,10 +548,10 @@ impl Store for SeaOrmStore {
             failed_attempts: Set(0),
         };
         login_challenges::Entity::insert(row)
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&tx)
             .await
             .map_err(db_error("insert challenge"))?;
-        Ok(())
+        Ok(Self::commit(tx).await?)
     }
 
     async fn challenge_by_hash(
@@ -490,19 +581,6 @@ impl Store for SeaOrmStore {
             user_id: user_id(&row.user_id)?,
             username: Username::from_canonical(user.username),
         }))
-    }
-
-    async fn record_challenge_failure(&self, id: ChallengeId) -> StoreResult<()> {
-        login_challenges::Entity::update_many()
-            .col_expr(
-                login_challenges::Column::FailedAttempts,
-                Expr::col(login_challenges::Column::FailedAttempts).add(1),
-            )
-            .filter(login_challenges::Column::Id.eq(id.to_string()))
-            .exec(&self.db)
-            .await
-            .map_err(db_error("count challenge failure"))?;
-        Ok(())
     }
 
     async fn second_factor(
@@ -555,16 +633,8 @@ impl Store for SeaOrmStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> StoreResult<()> {
-        let id = user.to_string();
-        let tx = self.begin_write().await?;
-        totp_secrets::Entity::delete_many()
-            .filter(totp_secrets::Column::UserId.eq(id.clone()))
-            .filter(totp_secrets::Column::Purpose.eq(PENDING))
-            .exec(&tx)
-            .await
-            .map_err(db_error("replace pending secret"))?;
         let row = totp_secrets::ActiveModel {
-            user_id: Set(id),
+            user_id: Set(user.to_string()),
             purpose: Set(PENDING.to_owned()),
             key_id: Set(secret.key_id.clone()),
             nonce: Set(secret.nonce.clone()),
@@ -572,11 +642,24 @@ impl Store for SeaOrmStore {
             created_at: Set(ms(now)),
             expires_at: Set(Some(ms(expires_at))),
         };
+        // One upsert replaces any earlier pending secret: concurrent
+        // enrolments each leave a whole secret, never a unique violation.
         totp_secrets::Entity::insert(row)
-            .exec_without_returning(&tx)
+            .on_conflict(
+                OnConflict::columns([totp_secrets::Column::UserId, totp_secrets::Column::Purpose])
+                    .update_columns([
+                        totp_secrets::Column::KeyId,
+                        totp_secrets::Column::Nonce,
+                        totp_secrets::Column::Ciphertext,
+                        totp_secrets::Column::CreatedAt,
+                        totp_secrets::Column::ExpiresAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
             .await
             .map_err(db_error("store pending secret"))?;
-        Self::commit(tx).await
+        Ok(())
     }
 
     async fn confirm_totp(
@@ -623,118 +706,136 @@ impl Store for SeaOrmStore {
     async fn reserve_attempt(
         &self,
         name: &Username,
+        attempt: AttemptId,
         now: OffsetDateTime,
+        lease_until: OffsetDateTime,
         threshold: u32,
     ) -> StoreResult<Reservation> {
         let now = ms(now);
-        let threshold = i32::try_from(threshold).unwrap_or(i32::MAX);
-        let row = failure_budgets::ActiveModel {
+        let threshold = i64::from(threshold);
+        let tx = self.begin_write().await?;
+        let budget = Self::lock_budget(&tx, name, now).await?;
+        if let Some(until) = budget.locked_until.filter(|until| *until > now) {
+            Self::abandon(tx).await?;
+            return Ok(Reservation::Locked {
+                until: from_ms(until),
+            });
+        }
+        let pending = budget_reservations::Entity::find()
+            .filter(budget_reservations::Column::Name.eq(name.as_str()))
+            .filter(budget_reservations::Column::LeaseUntil.gt(now))
+            .count(&tx)
+            .await
+            .map_err(db_error("count budget reservations"))?;
+        // Stored failures stay below the threshold (reaching it locks and
+        // steps back by one); clamping covers rows written under a higher
+        // threshold or by older versions, so an unlocked name is never
+        // refused for good: only checks in flight can make it busy.
+        let failures = i64::from(budget.failures).clamp(0, threshold - 1);
+        if failures + i64::try_from(pending).unwrap_or(i64::MAX) >= threshold {
+            Self::abandon(tx).await?;
+            return Ok(Reservation::Busy);
+        }
+        let row = budget_reservations::ActiveModel {
+            id: Set(attempt.to_string()),
             name: Set(name.as_str().to_owned()),
-            failures: Set(1),
-            lock_level: Set(0),
-            locked_until: Set(None),
-            updated_at: Set(now),
+            lease_until: Set(ms(lease_until)),
+            created_at: Set(now),
         };
-        // One atomic upsert reserves the attempt: concurrent callers can
-        // never take more attempts than remain, and a row deleted by a
-        // completed login meanwhile is simply created afresh.
-        let failures = Expr::col((failure_budgets::Entity, failure_budgets::Column::Failures));
-        let locked_until = Expr::col((
-            failure_budgets::Entity,
-            failure_budgets::Column::LockedUntil,
-        ));
-        let upsert = OnConflict::column(failure_budgets::Column::Name)
-            .value(failure_budgets::Column::Failures, failures.clone().add(1))
-            .value(failure_budgets::Column::UpdatedAt, now)
-            .action_and_where(
-                failures
-                    .lt(threshold)
-                    .and(locked_until.clone().is_null().or(locked_until.lte(now))),
-            )
-            .to_owned();
-        let reserved = failure_budgets::Entity::insert(row)
-            .on_conflict(upsert)
-            .try_insert()
-            .exec_without_returning(&self.db)
+        budget_reservations::Entity::insert(row)
+            .exec_without_returning(&tx)
             .await
             .map_err(db_error("reserve attempt"))?;
-        if matches!(reserved, TryInsertResult::Inserted(n) if n >= 1) {
-            return Ok(Reservation::Granted);
-        }
-        let locked_until = failure_budgets::Entity::find_by_id(name.as_str().to_owned())
-            .one(&self.db)
-            .await
-            .map_err(db_error("read failure budget"))?
-            .and_then(|b| b.locked_until)
-            .filter(|until| *until > now)
-            .map(from_ms);
-        Ok(Reservation::Refused { locked_until })
+        Self::commit(tx).await?;
+        Ok(Reservation::Granted)
     }
 
-    async fn refund_attempt(&self, name: &Username, now: OffsetDateTime) -> StoreResult<()> {
-        failure_budgets::Entity::update_many()
-            .col_expr(
-                failure_budgets::Column::Failures,
-                Expr::col(failure_budgets::Column::Failures).sub(1),
-            )
-            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(ms(now)))
-            .filter(failure_budgets::Column::Name.eq(name.as_str()))
-            .filter(failure_budgets::Column::Failures.gt(0))
+    async fn release_attempt(&self, attempt: AttemptId) -> StoreResult<()> {
+        budget_reservations::Entity::delete_by_id(attempt.to_string())
             .exec(&self.db)
             .await
-            .map_err(db_error("refund attempt"))?;
+            .map_err(db_error("release budget reservation"))?;
         Ok(())
     }
 
     async fn record_failure(
         &self,
+        attempt: AttemptId,
         name: &Username,
+        challenge: Option<ChallengeId>,
         now: OffsetDateTime,
         rule: LockRule,
     ) -> StoreResult<Option<OffsetDateTime>> {
         let threshold = i32::try_from(rule.threshold).unwrap_or(i32::MAX);
-        let Some(budget) = failure_budgets::Entity::find_by_id(name.as_str().to_owned())
-            .one(&self.db)
-            .await
-            .map_err(db_error("read failure budget"))?
-        else {
-            return Ok(None);
-        };
-        if budget.failures < threshold {
-            return Ok(None);
+        let now_ms = ms(now);
+        let tx = self.begin_write().await?;
+        let budget = Self::lock_budget(&tx, name, now_ms).await?;
+        Self::remove_reservation(&tx, attempt).await?;
+        if let Some(challenge) = challenge {
+            login_challenges::Entity::update_many()
+                .col_expr(
+                    login_challenges::Column::FailedAttempts,
+                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
+                )
+                .filter(login_challenges::Column::Id.eq(challenge.to_string()))
+                .exec(&tx)
+                .await
+                .map_err(db_error("count challenge failure"))?;
         }
-        let length = if rule.doubling {
-            let factor = 1i32
-                .checked_shl(u32::try_from(budget.lock_level).unwrap_or(0))
-                .unwrap_or(i32::MAX);
-            rule.base
-                .checked_mul(factor)
-                .unwrap_or(rule.max)
-                .min(rule.max)
+        let failures = budget.failures.saturating_add(1);
+        let mut update = failure_budgets::Entity::update_many()
+            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(now_ms))
+            .filter(failure_budgets::Column::Name.eq(name.as_str()));
+        let locked_until = if failures >= threshold {
+            let length = if rule.doubling {
+                let factor = 1i32
+                    .checked_shl(u32::try_from(budget.lock_level).unwrap_or(0))
+                    .unwrap_or(i32::MAX);
+                rule.base
+                    .checked_mul(factor)
+                    .unwrap_or(rule.max)
+                    .min(rule.max)
+            } else {
+                rule.base
+            };
+            let until = now.checked_add(length).unwrap_or(now);
+            // Leave one attempt for after the lock: when it ends, the next
+            // failure locks again at once.
+            update = update
+                .col_expr(failure_budgets::Column::LockedUntil, Expr::value(ms(until)))
+                .col_expr(
+                    failure_budgets::Column::Failures,
+                    Expr::value(threshold - 1),
+                )
+                .col_expr(
+                    failure_budgets::Column::LockLevel,
+                    Expr::value(budget.lock_level.saturating_add(i32::from(rule.doubling))),
+                );
+            Some(until)
         } else {
-            rule.base
+            update = update.col_expr(failure_budgets::Column::Failures, Expr::value(failures));
+            None
         };
-        let until = now + length;
-        // Leave one attempt for after the lock: when it ends, the next
-        // failure locks again at once.
-        let locked = failure_budgets::Entity::update_many()
-            .col_expr(failure_budgets::Column::LockedUntil, Expr::value(ms(until)))
-            .col_expr(
-                failure_budgets::Column::Failures,
-                Expr::value(threshold - 1),
-            )
-            .col_expr(
-                failure_budgets::Column::LockLevel,
-                Expr::col(failure_budgets::Column::LockLevel).add(i32::from(rule.doubling)),
-            )
-            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(ms(now)))
-            .filter(failure_budgets::Column::Name.eq(name.as_str()))
-            .filter(failure_budgets::Column::Failures.gte(threshold))
-            .filter(failure_budgets::Column::LockLevel.eq(budget.lock_level))
-            .exec(&self.db)
-            .await
-            .map_err(db_error("lock name"))?;
-        Ok((locked.rows_affected == 1).then_some(until))
+        update.exec(&tx).await.map_err(db_error("record failure"))?;
+        Self::commit(tx).await?;
+        Ok(locked_until)
+    }
+
+    async fn locked_until(
+        &self,
+        name: &Username,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let now = ms(now);
+        Ok(
+            failure_budgets::Entity::find_by_id(name.as_str().to_owned())
+                .one(&self.db)
+                .await
+                .map_err(db_error("read failure budget"))?
+                .and_then(|b| b.locked_until)
+                .filter(|until| *until > now)
+                .map(from_ms),
+        )
     }
 
     async fn purge_expired(
@@ -779,10 +880,18 @@ impl Store for SeaOrmStore {
             .exec(&self.db)
             .await
             .map_err(db_error("purge pending secrets"))?;
+        let reservations = budget_reservations::Entity::delete_many()
+            .filter(budget_reservations::Column::LeaseUntil.lte(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_error("purge expired reservations"))?;
+        // A raised lock level is kept until a completed login resets it, so
+        // housekeeping never shortens the next second-factor lock.
         let budgets: Vec<String> = failure_budgets::Entity::find()
             .select_only()
             .column(failure_budgets::Column::Name)
             .filter(failure_budgets::Column::UpdatedAt.lte(ms(budget_cutoff)))
+            .filter(failure_budgets::Column::LockLevel.eq(0))
             .filter(
                 Condition::any()
                     .add(failure_budgets::Column::LockedUntil.is_null())
@@ -800,12 +909,13 @@ impl Store for SeaOrmStore {
             failure_budgets::Entity::delete_many()
                 .filter(failure_budgets::Column::Name.is_in(budgets))
                 .filter(failure_budgets::Column::UpdatedAt.lte(ms(budget_cutoff)))
+                .filter(failure_budgets::Column::LockLevel.eq(0))
                 .exec(&self.db)
                 .await
                 .map_err(db_error("purge stale budget rows"))?
                 .rows_affected
         };
-        Ok(purged + pending.rows_affected + stale)
+        Ok(purged + pending.rows_affected + reservations.rows_affected + stale)
     }
 
     async fn sealed_secrets(
@@ -888,11 +998,14 @@ impl Store for SeaOrmStore {
         user: UserId,
         proof: Option<&SecondFactorProof>,
         action: &StepUpAction,
+        attempt: AttemptId,
         now: OffsetDateTime,
     ) -> Result<u64, CompletionError> {
         let now = ms(now);
         let id = user.to_string();
         let tx = self.begin_write().await?;
+        // The password was right: its attempt goes back with the action.
+        Self::remove_reservation(&tx, attempt).await?;
         if let Some(proof) = proof {
             Self::spend(&tx, user, proof, now).await?;
         }

@@ -806,3 +806,177 @@ pub fn wrong_code(right: &str) -> &'static str {
         "000000"
     }
 }
+
+/// Runs `call` once per channel, every call released at the same moment: all
+/// connections are made first and the calls wait at a barrier, so they
+/// really overlap (run the test on a multi-thread runtime). Returns the
+/// answers in channel order.
+pub async fn race<T, F, Fut>(channels: Vec<Channel>, call: F) -> Vec<Result<T, Status>>
+where
+    F: Fn(AuthServiceClient<Channel>, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(channels.len()));
+    let calls: Vec<_> = channels
+        .into_iter()
+        .enumerate()
+        .map(|(i, channel)| {
+            let (barrier, call) = (barrier.clone(), call.clone());
+            tokio::spawn(async move {
+                let client = AuthServiceClient::new(channel);
+                barrier.wait().await;
+                call(client, i).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(calls.len());
+    for call in calls {
+        answers.push(call.await.expect("call task"));
+    }
+    answers
+}
+
+impl TestServer {
+    /// `n` fresh connections to this server.
+    pub async fn channels(&self, n: usize) -> Vec<Channel> {
+        let mut channels = Vec::with_capacity(n);
+        for _ in 0..n {
+            channels.push(self.channel().await);
+        }
+        channels
+    }
+
+    /// A second server process on the same database and clock: a replica.
+    pub async fn replica(&self, config: Config) -> Replica {
+        let app = Application::build(config, self.clock.clone())
+            .await
+            .expect("replica builds");
+        let addr = app.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Replica {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+}
+
+/// Another server on a test's database (see [`TestServer::replica`]).
+pub struct Replica {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Replica {
+    /// A fresh connection to the replica.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Stops it gracefully.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("replica task")
+                .expect("replica ran cleanly");
+        }
+    }
+}
+
+/// How many audit log lines of `event` name the account `user_id`.
+pub fn audit_events(event: &str, user_id: &str) -> usize {
+    // Matched on the quoted value: field names may carry colour codes.
+    let event = format!("\"{event}\"");
+    logs()
+        .lines()
+        .filter(|line| line.contains("warden::audit") && line.contains(&event))
+        .filter(|line| line.contains(user_id))
+        .count()
+}
+
+/// The real `warden` binary serving on a port of its own; killed with
+/// SIGKILL when dropped.
+pub struct ServerProcess {
+    /// Where it listens.
+    pub address: String,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    /// Starts `warden serve` on `db` with the test keys, cheap argon2 unless
+    /// `envs` say otherwise, and `envs`.
+    pub fn start(db: &TestDatabase, envs: &[(&str, &str)]) -> Self {
+        use secrecy::ExposeSecret as _;
+        use std::io::BufRead as _;
+        let config = test_config(db);
+        let secret = |s: &Option<secrecy::SecretString>| {
+            s.as_ref()
+                .map(|k| k.expose_secret().to_owned())
+                .expect("test key")
+        };
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WARDEN_DATABASE_URL", &db.url)
+            .env("WARDEN_LISTEN", "127.0.0.1:0")
+            .env("WARDEN_KEYS", secret(&config.keys))
+            .env("WARDEN_TOKEN_KEY", secret(&config.token_key))
+            .env("WARDEN_ARGON2_MEMORY_KIB", "256")
+            .env("WARDEN_ARGON2_ITERATIONS", "1")
+            .env("WARDEN_RATE_LIMIT_ENABLED", "false")
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start warden");
+        let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(address) = line.split("address=").nth(1) {
+                    let _ = tx.send(address.trim().to_owned());
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server reports its address");
+        Self { address, child }
+    }
+
+    /// A client connected to it.
+    pub async fn client(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::connect(format!("http://{}", self.address))
+            .await
+            .expect("connect")
+    }
+
+    /// Kills it with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

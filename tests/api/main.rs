@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod budget;
 mod commands;
 mod dev_keys;
 mod fuzz;
