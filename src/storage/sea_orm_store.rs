@@ -1064,3 +1064,6 @@ impl Store for SeaOrmStore {
         Ok(ended)
     }
 }
+
+#[cfg(test)]
+mod tests;
