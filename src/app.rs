@@ -67,6 +67,7 @@ pub async fn open_database(
 
 /// `warden migrate`: applies pending migrations; refuses a newer schema.
 pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
+    config.validate()?;
     let db = storage::connect(&config.database_url, 1).await?;
     match storage::migrate(&db).await? {
         SchemaStatus::Known => {
@@ -112,7 +113,7 @@ pub async fn build_service(
     let keys = keys::load(config, has_users)?;
     let concurrency = config
         .hash_concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        .unwrap_or_else(crate::config::cpu_limit);
     let pool = HashingPool::new(concurrency, config.hash_queue);
     let password_params = Argon2Params {
         memory_kib: config.argon2_memory_kib,

@@ -17,5 +17,6 @@ mod rate_limits;
 mod recovery;
 mod secrets;
 mod sessions;
+mod settings;
 mod step_up;
 mod totp;
