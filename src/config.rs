@@ -526,6 +526,7 @@ impl Config {
             }),
             max_in_flight: self.max_in_flight,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            body_timeout: Duration::from_secs(self.request_body_timeout_secs),
         }
     }
 }
