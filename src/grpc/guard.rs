@@ -7,7 +7,6 @@
 //! not speak and makes sure only the contract's statuses leave the server:
 //! whatever tonic or the transport answer below the handlers is mapped.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,19 +20,36 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use tower::{Layer, Service};
+use tower_governor::GovernorError;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
-use tower_governor::key_extractor::PeerIpKeyExtractor;
+use tower_governor::key_extractor::KeyExtractor;
 
-use super::client_address::{ClientAddress, rate_key};
+use super::client_address::{EndUser, RateKey};
 use super::pb::auth_service_server::SERVICE_NAME;
 use super::status;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 
-/// A keyed GCRA limiter. Only its `IpAddr` key type matters: the guard
-/// computes the key itself (`rate_key` of the trace layer's
-/// `ClientAddress`), so the extractor named here is never called.
+/// Reads the trace layer's `EndUser` as the rate-limit key. The guard
+/// asks the limiters itself, so this only fixes the key type; it works as
+/// an extractor too, should the limiters ever run as a layer of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct EndUserKey;
+
+impl KeyExtractor for EndUserKey {
+    type Key = RateKey;
+
+    fn extract<T>(&self, request: &http::Request<T>) -> Result<RateKey, GovernorError> {
+        request
+            .extensions()
+            .get::<EndUser>()
+            .map(|user| user.rate_key())
+            .ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// A GCRA limiter keyed by `RateKey`.
 type Limiter = GovernorConfig<
-    PeerIpKeyExtractor,
+    EndUserKey,
     governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
 >;
 
@@ -134,6 +150,7 @@ struct Limiters {
 
 fn limiter(bucket: Bucket) -> Option<Limiter> {
     GovernorConfigBuilder::default()
+        .key_extractor(EndUserKey)
         .period(bucket.period)
         .burst_size(bucket.burst)
         .finish()
@@ -212,7 +229,7 @@ type BoxFuture<E> = Pin<Box<dyn std::future::Future<Output = Result<Response, E>
 
 impl State {
     /// Refuses the call when its group's bucket for `client` is empty.
-    fn check_rate(&self, limit: Limit, client: IpAddr) -> Option<tonic::Status> {
+    fn check_rate(&self, limit: Limit, client: RateKey) -> Option<tonic::Status> {
         let limiters = self.limiters.as_ref()?;
         let limiter = match limit {
             Limit::Login => &limiters.login,
@@ -220,7 +237,7 @@ impl State {
             Limit::Register => &limiters.register,
             Limit::Unlimited => return None,
         };
-        let not_until = limiter.limiter().check_key(&rate_key(client)).err()?;
+        let not_until = limiter.limiter().check_key(&client).err()?;
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         audit::record(AuditEvent::RateLimited, Outcome::Failure, None);
         // Round up: a client retrying after the given wait must succeed.
@@ -432,7 +449,10 @@ where
         if let Some(refusal) = unsupported_encoding(request.headers()) {
             return Box::pin(std::future::ready(Ok(refusal)));
         }
-        let client = request.extensions().get::<ClientAddress>().map(|a| a.0);
+        let client = request
+            .extensions()
+            .get::<EndUser>()
+            .map(|user| user.rate_key());
         // Health and reflection are never limited, capped or timed out.
         let Some(limit) = auth_method(request.uri().path()).map(limit_of) else {
             let call = inner.call(request);
