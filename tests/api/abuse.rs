@@ -383,3 +383,126 @@ async fn a_client_deadline_that_passes_is_deadline_exceeded_timeout_not_cancelle
     assert_status(&status, Code::DeadlineExceeded, "TIMEOUT");
     server.stop().await;
 }
+
+/// HTTP/2 frame header: length, type, flags, stream id.
+fn frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    let len = u32::try_from(len).expect("small frame").to_be_bytes();
+    out.extend_from_slice(&len[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+}
+
+/// An HPACK block for a gRPC call, with no dynamic-table or Huffman use so
+/// it can be written by hand and repeated on every stream.
+fn hpack_block(addr: SocketAddr, method: &str) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(u8::try_from(s.len()).expect("short"));
+        out.extend_from_slice(s.as_bytes());
+    }
+    // :method POST and :scheme http are static-table entries 3 and 6.
+    let mut block = vec![0x83, 0x86];
+    // Literals without indexing, names from the static table: :path (4),
+    // :authority (1), content-type (31 = 15 + 16).
+    block.push(0x04);
+    string(&mut block, &format!("/warden.v1.AuthService/{method}"));
+    block.push(0x01);
+    string(&mut block, &addr.to_string());
+    block.extend_from_slice(&[0x0f, 0x10]);
+    string(&mut block, "application/grpc");
+    block.push(0x00);
+    string(&mut block, "te");
+    string(&mut block, "trailers");
+    block
+}
+
+/// A client that ignores SETTINGS: 1,100 HEADERS frames (no data) written
+/// at once on one connection. The server accepts its limit and refuses
+/// the rest with RST_STREAM(REFUSED_STREAM); the accepted streams hold no
+/// slot, so another client is served while they are open.
+#[tokio::test]
+async fn a_client_ignoring_the_stream_limit_has_the_excess_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // The accepted streams must still be open when the victim calls: give
+    // them far longer than the test needs.
+    let mut server = TestServer::start_with(|c| {
+        c.max_in_flight = 8;
+        c.request_body_timeout_secs = 60;
+    })
+    .await;
+    let (_, token) = server.signed_in("carol", PASSWORD).await;
+    let addr = server.addr;
+    let cap = usize::try_from(MAX_STREAMS_PER_CONNECTION).expect("small");
+    const STREAMS: u32 = 1_100;
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame_header(&mut out, 0, 0x4, 0, 0);
+    let block = hpack_block(addr, "ValidateSession");
+    for i in 0..STREAMS {
+        // HEADERS with END_HEADERS, without END_STREAM.
+        frame_header(&mut out, block.len(), 0x1, 0x4, 1 + 2 * i);
+        out.extend_from_slice(&block);
+    }
+    tcp.write_all(&out).await.expect("write flood");
+    let mut refused = std::collections::HashSet::new();
+    let mut other = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut header = [0u8; 9];
+        while refused.len() < STREAMS as usize - cap {
+            tcp.read_exact(&mut header).await.expect("read frame");
+            let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let (kind, flags) = (header[3], header[4]);
+            let stream =
+                u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.expect("read payload");
+            match kind {
+                // RST_STREAM: 7 is REFUSED_STREAM.
+                0x3 if payload == [0, 0, 0, 7] => {
+                    refused.insert(stream);
+                }
+                // SETTINGS: acknowledge.
+                0x4 if flags & 0x1 == 0 => {
+                    let mut ack = Vec::new();
+                    frame_header(&mut ack, 0, 0x4, 0x1, 0);
+                    tcp.write_all(&ack).await.expect("ack settings");
+                }
+                0x4 | 0x8 => {}
+                _ => other.push((kind, stream)),
+            }
+        }
+    })
+    .await
+    .expect("the excess streams are refused");
+    let mut victim = client_from(&server, "127.0.0.11").await;
+    let validated = victim
+        .validate_session(pb::ValidateSessionRequest { token })
+        .await;
+    let login = victim
+        .login(pb::LoginRequest {
+            username: "carol".into(),
+            password: PASSWORD.into(),
+        })
+        .await;
+
+    let accepted = STREAMS as usize - refused.len();
+    eprintln!(
+        "raw flood: {accepted} accepted, {} refused, other frames {other:?}",
+        refused.len()
+    );
+    assert_eq!(accepted, cap);
+    assert!(
+        refused
+            .iter()
+            .all(|id| *id > 2 * MAX_STREAMS_PER_CONNECTION),
+        "the first streams are the accepted ones"
+    );
+    assert!(
+        other.is_empty(),
+        "no answer yet to header-only streams: {other:?}"
+    );
+    assert!(validated.is_ok(), "{validated:?}");
+    assert!(login.is_ok(), "{login:?}");
+    drop(tcp);
+    server.stop().await;
+}
