@@ -21,7 +21,7 @@ use crate::domain::clock::Clock;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::{AuthService, Settings};
 use crate::grpc::AuthGrpc;
-use crate::grpc::guard::GuardLayer;
+use crate::grpc::guard::{GuardLayer, MAX_MESSAGE_BYTES};
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::grpc::trace::TraceLayer;
 use crate::storage::{self, SchemaStatus, SeaOrmStore};
@@ -31,8 +31,16 @@ use crate::{housekeeping, keys};
 /// The service name health answers for besides `""`.
 pub const SERVICE_NAME: &str = "warden.v1.AuthService";
 
-/// The largest request message accepted, decoded.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one connection may have open at once. tonic's default
+/// (`None`) removes hyper's limit altogether, letting one client open as
+/// many calls as it likes; further streams are refused by h2.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// How often an idle connection is pinged, and how long the answer may take
+/// before the connection is dropped: dead peers (a vanished NAT entry, a
+/// crashed client) must not keep their streams open forever.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often idle rate-limiter keys are forgotten.
 const LIMITER_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -67,6 +75,7 @@ pub async fn open_database(
 
 /// `warden migrate`: applies pending migrations; refuses a newer schema.
 pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
+    config.validate()?;
     let db = storage::connect(&config.database_url, 1).await?;
     match storage::migrate(&db).await? {
         SchemaStatus::Known => {
@@ -115,7 +124,7 @@ pub async fn build_service(
     let keys = keys::load(config, has_users)?;
     let concurrency = config
         .hash_concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        .unwrap_or_else(crate::config::cpu_limit);
     let pool = HashingPool::new(concurrency, config.hash_queue);
     let password_params = Argon2Params {
         memory_kib: config.argon2_memory_kib,
@@ -215,6 +224,9 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let trace = TraceLayer::new(config.trusted_proxies.clone(), audit.clone());
         let server = Server::builder()
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .layer(trace)
             .layer(guard)
             .add_service(health)

@@ -282,6 +282,15 @@ pub struct Config {
         global = true
     )]
     pub request_timeout_secs: u64,
+    /// How long a call may take to deliver its request message; until it
+    /// has, it holds no in-flight slot. Past this it gets DEADLINE_EXCEEDED.
+    #[arg(
+        long,
+        env = "WARDEN_REQUEST_BODY_TIMEOUT_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub request_body_timeout_secs: u64,
     /// AuthService calls in flight before new ones get UNAVAILABLE OVERLOADED.
     #[arg(
         long,
@@ -298,77 +307,187 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// A setting that makes no sense.
+/// A setting that makes no sense; the message names it by its `WARDEN_*` name.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// The longest lifetime or lock a setting may ask for: ten years. Far beyond
+/// any sane policy, and small enough that `now ± it` stays well inside the
+/// range of `time::OffsetDateTime` (year ±9999), so expiry arithmetic can
+/// never overflow.
+pub const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
+
+/// The longest operational interval (time limits, grace period, sweeps): one
+/// hour for time limits, one day for sweeps. Timers this long are harmless to
+/// tokio; anything longer is a typo.
+const MAX_TIME_LIMIT_SECS: u64 = 3_600;
+const MAX_SWEEP_INTERVAL_SECS: u64 = 86_400;
+
+/// Caps on counts: each far above any real deployment, and low enough that
+/// the sums and products built from them (semaphore permits, `concurrency +
+/// queue`, `i32` columns) cannot overflow.
+const MAX_SESSIONS_PER_USER: u32 = 100_000;
+const MAX_LOCKOUT_THRESHOLD: u32 = 1_000_000;
+const MAX_ARGON2_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_ARGON2_ITERATIONS: u32 = 1_000;
+const MAX_ARGON2_PARALLELISM: u32 = 64;
+const MAX_HASH_QUEUE: usize = 1_000_000;
+const MAX_DB_CONNECTIONS: u32 = 10_000;
+const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// The CPUs this process may use (its cgroup or affinity limit), or 1 when
+/// that cannot be read.
+pub fn cpu_limit() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Refuses `value` outside `min..=max`, naming the setting.
+fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError(format!(
+            "{name} must be between {min} and {max} (got {value})"
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Checks cross-field rules once at start.
+    /// Checks every numeric setting's range and the cross-field rules, once
+    /// at start, before anything is opened. Every refusal names the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |msg: &str| Err(ConfigError(msg.to_owned()));
-        if self.session_ttl_secs == 0 || self.session_idle_timeout_secs == 0 {
-            return fail(
-                "WARDEN_SESSION_TTL_SECS and WARDEN_SESSION_IDLE_TIMEOUT_SECS must be positive",
-            );
+        for (name, value) in [
+            ("WARDEN_SESSION_TTL_SECS", self.session_ttl_secs),
+            (
+                "WARDEN_SESSION_IDLE_TIMEOUT_SECS",
+                self.session_idle_timeout_secs,
+            ),
+            ("WARDEN_CHALLENGE_TTL_SECS", self.challenge_ttl_secs),
+            ("WARDEN_ENROLLMENT_TTL_SECS", self.enrollment_ttl_secs),
+            ("WARDEN_LOCKOUT_DURATION_SECS", self.lockout_duration_secs),
+        ] {
+            within(name, value, 1, MAX_LIFETIME_SECS)?;
         }
-        if self.challenge_ttl_secs == 0 || self.enrollment_ttl_secs == 0 {
-            return fail(
-                "WARDEN_CHALLENGE_TTL_SECS and WARDEN_ENROLLMENT_TTL_SECS must be positive",
-            );
+        within(
+            "WARDEN_LOCKOUT_MAX_DURATION_SECS",
+            self.lockout_max_duration_secs,
+            self.lockout_duration_secs,
+            MAX_LIFETIME_SECS,
+        )?;
+        within(
+            "WARDEN_REQUEST_TIMEOUT_SECS",
+            self.request_timeout_secs,
+            1,
+            MAX_TIME_LIMIT_SECS,
+        )?;
+        within(
+            "WARDEN_REQUEST_BODY_TIMEOUT_SECS",
+            self.request_body_timeout_secs,
+            1,
+            MAX_TIME_LIMIT_SECS,
+        )?;
+        // Zero is allowed: stop at once without waiting for calls.
+        within(
+            "WARDEN_SHUTDOWN_GRACE_SECS",
+            self.shutdown_grace_secs,
+            0,
+            MAX_TIME_LIMIT_SECS,
+        )?;
+        within(
+            "WARDEN_HOUSEKEEPING_INTERVAL_SECS",
+            self.housekeeping_interval_secs,
+            1,
+            MAX_SWEEP_INTERVAL_SECS,
+        )?;
+        within(
+            "WARDEN_MAX_SESSIONS_PER_USER",
+            self.max_sessions_per_user,
+            1,
+            MAX_SESSIONS_PER_USER,
+        )?;
+        within(
+            "WARDEN_LOCKOUT_THRESHOLD",
+            self.lockout_threshold,
+            1,
+            MAX_LOCKOUT_THRESHOLD,
+        )?;
+        within("WARDEN_TOTP_SKEW", self.totp_skew, 0, 10)?;
+        within(
+            "WARDEN_PASSWORD_MIN_LENGTH",
+            self.password_min_length,
+            1,
+            128,
+        )?;
+        within(
+            "WARDEN_ARGON2_PARALLELISM",
+            self.argon2_parallelism,
+            1,
+            MAX_ARGON2_PARALLELISM,
+        )?;
+        // argon2 needs 8 KiB per lane; parallelism is capped above, so the
+        // product cannot overflow.
+        within(
+            "WARDEN_ARGON2_MEMORY_KIB",
+            self.argon2_memory_kib,
+            8 * self.argon2_parallelism,
+            MAX_ARGON2_MEMORY_KIB,
+        )?;
+        within(
+            "WARDEN_ARGON2_ITERATIONS",
+            self.argon2_iterations,
+            1,
+            MAX_ARGON2_ITERATIONS,
+        )?;
+        if let Some(concurrency) = self.hash_concurrency {
+            // More hashing threads than CPUs only adds memory, not speed.
+            within("WARDEN_HASH_CONCURRENCY", concurrency, 1, cpu_limit())?;
         }
-        if self.max_sessions_per_user == 0 {
-            return fail("WARDEN_MAX_SESSIONS_PER_USER must be at least 1");
-        }
-        if self.lockout_threshold == 0 || self.lockout_duration_secs == 0 {
-            return fail(
-                "WARDEN_LOCKOUT_THRESHOLD and WARDEN_LOCKOUT_DURATION_SECS must be positive",
-            );
-        }
-        if self.lockout_max_duration_secs < self.lockout_duration_secs {
-            return fail(
-                "WARDEN_LOCKOUT_MAX_DURATION_SECS must be at least WARDEN_LOCKOUT_DURATION_SECS",
-            );
+        within("WARDEN_HASH_QUEUE", self.hash_queue, 1, MAX_HASH_QUEUE)?;
+        within(
+            "WARDEN_DB_MAX_CONNECTIONS",
+            self.db_max_connections,
+            1,
+            MAX_DB_CONNECTIONS,
+        )?;
+        within("WARDEN_MAX_IN_FLIGHT", self.max_in_flight, 1, MAX_IN_FLIGHT)?;
+        if self.rate_limit_enabled {
+            for (name, value) in [
+                (
+                    "WARDEN_RATE_LIMIT_LOGIN_PER_MINUTE",
+                    self.rate_limit_login_per_minute,
+                ),
+                ("WARDEN_RATE_LIMIT_LOGIN_BURST", self.rate_limit_login_burst),
+                (
+                    "WARDEN_RATE_LIMIT_SECOND_FACTOR_PER_MINUTE",
+                    self.rate_limit_second_factor_per_minute,
+                ),
+                (
+                    "WARDEN_RATE_LIMIT_SECOND_FACTOR_BURST",
+                    self.rate_limit_second_factor_burst,
+                ),
+                (
+                    "WARDEN_RATE_LIMIT_REGISTER_PER_HOUR",
+                    self.rate_limit_register_per_hour,
+                ),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError(format!(
+                        "{name} must be positive (set WARDEN_RATE_LIMIT_ENABLED=false to switch limits off)"
+                    )));
+                }
+            }
         }
         if self.totp_issuer.is_empty()
             || self.totp_issuer.contains(':')
             || self.totp_issuer.len() > 64
         {
             return fail("WARDEN_TOTP_ISSUER must be 1-64 characters without ':'");
-        }
-        if self.totp_skew > 10 {
-            return fail("WARDEN_TOTP_SKEW must be at most 10");
-        }
-        if !(1..=128).contains(&self.password_min_length) {
-            return fail("WARDEN_PASSWORD_MIN_LENGTH must be between 1 and 128");
-        }
-        if self.argon2_memory_kib < 8 * self.argon2_parallelism.max(1)
-            || self.argon2_iterations == 0
-            || self.argon2_parallelism == 0
-        {
-            return fail("argon2 parameters are out of range");
-        }
-        if self.db_max_connections == 0 || self.housekeeping_interval_secs == 0 {
-            return fail(
-                "WARDEN_DB_MAX_CONNECTIONS and WARDEN_HOUSEKEEPING_INTERVAL_SECS must be positive",
-            );
-        }
-        if self.rate_limit_enabled
-            && [
-                self.rate_limit_login_per_minute,
-                self.rate_limit_login_burst,
-                self.rate_limit_second_factor_per_minute,
-                self.rate_limit_second_factor_burst,
-                self.rate_limit_register_per_hour,
-            ]
-            .contains(&0)
-        {
-            return fail(
-                "rate limits and bursts must be positive (set WARDEN_RATE_LIMIT_ENABLED=false to switch limits off)",
-            );
-        }
-        if self.request_timeout_secs == 0 || self.max_in_flight == 0 {
-            return fail("WARDEN_REQUEST_TIMEOUT_SECS and WARDEN_MAX_IN_FLIGHT must be positive");
         }
         if self.keys.is_some() && self.keys_file.is_some() {
             return fail("set WARDEN_KEYS or WARDEN_KEYS_FILE, not both");
@@ -407,6 +526,93 @@ impl Config {
             }),
             max_in_flight: self.max_in_flight,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            body_timeout: Duration::from_secs(self.request_body_timeout_secs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut argv = vec!["warden"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| cli.config)
+    }
+
+    #[test]
+    fn the_defaults_are_valid() -> Result<(), Box<dyn std::error::Error>> {
+        parsed(&[])?.validate()?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_longest_lifetime_fits_time_arithmetic_in_both_directions() {
+        let longest = time::Duration::try_from(Duration::from_secs(MAX_LIFETIME_SECS));
+        // Expiries are `now + ttl` and cut-offs `now - ttl`; both must stay
+        // representable for any clock this side of year 9000.
+        let late = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(7000 * 365);
+        let ok = longest.is_ok_and(|d| {
+            late.checked_add(d).is_some()
+                && time::OffsetDateTime::UNIX_EPOCH.checked_sub(d).is_some()
+                && d.checked_mul(2).is_some()
+        });
+        assert!(ok);
+    }
+
+    #[test]
+    fn each_oversized_or_zero_setting_is_refused_by_name() -> Result<(), clap::Error> {
+        let too_long = (MAX_LIFETIME_SECS + 1).to_string();
+        let cases: Vec<(&str, &str)> = vec![
+            ("--session-ttl-secs", "1000000000000000"),
+            ("--session-idle-timeout-secs", &too_long),
+            ("--challenge-ttl-secs", &too_long),
+            ("--enrollment-ttl-secs", &too_long),
+            ("--lockout-duration-secs", &too_long),
+            ("--lockout-max-duration-secs", &too_long),
+            ("--request-timeout-secs", "0"),
+            ("--request-body-timeout-secs", "100000"),
+            ("--shutdown-grace-secs", "100000"),
+            ("--housekeeping-interval-secs", "0"),
+            ("--max-sessions-per-user", "0"),
+            ("--lockout-threshold", "4000000000"),
+            ("--argon2-parallelism", "4000000000"),
+            ("--argon2-memory-kib", "4294967295"),
+            ("--argon2-iterations", "0"),
+            ("--hash-concurrency", "0"),
+            ("--hash-queue", "18446744073709551615"),
+            ("--db-max-connections", "0"),
+            ("--max-in-flight", "18446744073709551615"),
+            ("--rate-limit-register-per-hour", "0"),
+        ];
+        for (flag, value) in cases {
+            let config = parsed(&[flag, value])?;
+            let name = format!(
+                "WARDEN_{}",
+                flag.trim_start_matches("--")
+                    .replace('-', "_")
+                    .to_uppercase()
+            );
+            let refusal = config.validate().map_err(|e| e.to_string());
+            assert!(
+                refusal.as_ref().is_err_and(|m| m.contains(&name)),
+                "{flag}={value}: {refusal:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn hash_concurrency_above_the_cpu_limit_is_refused() -> Result<(), clap::Error> {
+        let above = (cpu_limit() + 1).to_string();
+        let at = cpu_limit().to_string();
+
+        let refused = parsed(&["--hash-concurrency", &above])?.validate();
+        let accepted = parsed(&["--hash-concurrency", &at])?.validate();
+
+        assert!(refused.is_err_and(|e| e.to_string().contains("WARDEN_HASH_CONCURRENCY")));
+        assert!(accepted.is_ok());
+        Ok(())
     }
 }

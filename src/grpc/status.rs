@@ -55,9 +55,12 @@ pub fn code_of<B>(response: &http::Response<B>) -> Code {
         .map_or(Code::Ok, |v| Code::from_bytes(v.as_bytes()))
 }
 
+/// The message of every INTERNAL Warden sends.
+pub const INTERNAL_MESSAGE: &str = "internal error";
+
 /// Generic INTERNAL; the cause goes to the server log only.
 pub fn internal() -> Status {
-    Status::internal("internal error")
+    Status::internal(INTERNAL_MESSAGE)
 }
 
 impl From<AuthError> for Status {

@@ -161,7 +161,10 @@ where
                 .iter()
                 .filter_map(|v| v.to_str().ok());
             let client = end_user(peer, forwarded, &state.trusted);
-            request.extensions_mut().insert(ClientAddress(client));
+            if let Some(address) = client.address() {
+                request.extensions_mut().insert(ClientAddress(address));
+            }
+            request.extensions_mut().insert(client);
         }
         let Some(method) = request.uri().path().strip_prefix(PREFIX).map(str::to_owned) else {
             return Box::pin(inner.call(request));

@@ -2,6 +2,7 @@
 //! generated tonic client. One binary; a module per feature.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod abuse;
 mod accounts;
 mod audit;
 mod budget;
@@ -18,5 +19,6 @@ mod rate_limits;
 mod recovery;
 mod secrets;
 mod sessions;
+mod settings;
 mod step_up;
 mod totp;

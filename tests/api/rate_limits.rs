@@ -134,3 +134,56 @@ async fn second_factor_calls_share_a_bucket_and_health_is_never_limited() {
     assert!(healthy);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn forwarded_hops_with_ports_are_keyed_by_host_and_junk_hops_by_themselves() {
+    let server = start_limited(&["127.0.0.8/32"]).await;
+    let mut proxy = client_from(&server, "127.0.0.8").await;
+
+    // One host behind different source ports is one caller.
+    for port in 1..=5 {
+        proxy
+            .login(forwarded("nobody", &format!("198.51.100.7:{port}")))
+            .await
+            .unwrap_err();
+    }
+    let same_host = proxy
+        .login(forwarded("nobody", "198.51.100.7:4711"))
+        .await
+        .unwrap_err();
+    let v6_same_64 = {
+        for _ in 0..5 {
+            proxy
+                .login(forwarded("nobody", "[2001:db8::1]:443"))
+                .await
+                .unwrap_err();
+        }
+        proxy
+            .login(forwarded("nobody", "2001:db8::2"))
+            .await
+            .unwrap_err()
+    };
+    // A hop that is no address has a bucket of its own, not the proxy's.
+    for _ in 0..5 {
+        proxy
+            .login(forwarded("nobody", "unknown"))
+            .await
+            .unwrap_err();
+    }
+    let junk_again = proxy
+        .login(forwarded("nobody", "unknown"))
+        .await
+        .unwrap_err();
+    let other_junk = proxy
+        .login(forwarded("nobody", "_hidden"))
+        .await
+        .unwrap_err();
+    let proxy_itself = proxy.login(login("nobody")).await.unwrap_err();
+
+    assert_status(&same_host, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_status(&v6_same_64, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_status(&junk_again, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_status(&other_junk, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert_status(&proxy_itself, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    server.stop().await;
+}
