@@ -7,6 +7,7 @@ mod audit;
 mod commands;
 mod dev_keys;
 mod fuzz;
+mod hash_timing;
 mod health;
 mod helpers;
 mod housekeeping;
