@@ -8,12 +8,12 @@ use tonic::Code;
 use crate::helpers::{PASSWORD, TestServer, test_config};
 
 /// Large enough that hashing, not the database, dominates a failed Login.
-const MEMORY_KIB: u32 = 8192;
-const ROUNDS: usize = 15;
+const MEMORY_KIB: u32 = 19_456;
+const ROUNDS: usize = 21;
 const WARM_UP: usize = 2;
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
+fn median<T: PartialOrd + Copy>(mut samples: Vec<T>) -> T {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
     samples[samples.len() / 2]
 }
 
@@ -64,15 +64,22 @@ async fn raising_iterations_does_not_make_dormant_names_answer_faster() {
         }
     }
 
-    // Assert: the medians are close (without equalisation the dormant name
-    // costs about half).
+    // Assert: the two cost the same (without equalisation the dormant name
+    // costs about half). Each round's pair ran back to back, so the median
+    // of the per-round ratios shrugs off bursts of load from other tests.
+    let ratio = median(
+        existing
+            .iter()
+            .zip(&unknown)
+            .map(|(e, u)| e.as_secs_f64() / u.as_secs_f64())
+            .collect(),
+    );
     let (existing, unknown) = (median(existing), median(unknown));
-    let ratio = existing.as_secs_f64() / unknown.as_secs_f64();
     println!(
-        "Login medians after t=2 → t=4 (m={MEMORY_KIB} KiB): dormant name {existing:?}, unknown name {unknown:?}, ratio {ratio:.2}"
+        "Login medians after t=2 → t=4 (m={MEMORY_KIB} KiB): dormant name {existing:?}, unknown name {unknown:?}, median ratio {ratio:.2}"
     );
     assert!(
-        (0.75..=1.33).contains(&ratio),
-        "dormant {existing:?} vs unknown {unknown:?} (ratio {ratio:.2})"
+        (0.7..=1.43).contains(&ratio),
+        "dormant {existing:?} vs unknown {unknown:?} (median ratio {ratio:.2})"
     );
 }
