@@ -125,12 +125,17 @@ pub async fn build_service(
     let concurrency = config
         .hash_concurrency
         .unwrap_or_else(crate::config::cpu_limit);
-    let pool = HashingPool::new(concurrency, config.hash_queue);
     let password_params = Argon2Params {
         memory_kib: config.argon2_memory_kib,
         iterations: config.argon2_iterations,
         parallelism: config.argon2_parallelism,
     };
+    // Each worker's buffer must hold the largest parameters it computes.
+    let memory_kib = password_params
+        .memory_kib
+        .max(Argon2Params::RECOVERY_CODE.memory_kib);
+    let pool = HashingPool::new(concurrency, config.hash_queue, memory_kib)
+        .context("start hashing workers")?;
     let passwords =
         SecretHasher::new(pool.clone(), password_params).context("argon2 parameters")?;
     let recovery =

@@ -361,7 +361,14 @@ async fn a_reservation_left_by_a_killed_process_stops_counting_after_its_lease()
         let _ = call.await;
     }
 
-    let second = ServerProcess::start(&db, &[("WARDEN_REQUEST_TIMEOUT_SECS", "1")]);
+    // The same argon2 memory: the stored hash needs it.
+    let second = ServerProcess::start(
+        &db,
+        &[
+            ("WARDEN_REQUEST_TIMEOUT_SECS", "1"),
+            ("WARDEN_ARGON2_MEMORY_KIB", "65536"),
+        ],
+    );
     let mut client = second.client().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut answers = Vec::new();

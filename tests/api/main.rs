@@ -9,6 +9,7 @@ mod budget;
 mod commands;
 mod dev_keys;
 mod fuzz;
+mod hash_timing;
 mod health;
 mod helpers;
 mod housekeeping;

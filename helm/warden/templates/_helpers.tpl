@@ -88,11 +88,55 @@ Environment shared by the server and the migration Job.
     secretKeyRef:
       name: {{ include "warden.secretName" . }}
       key: token-key
+- name: WARDEN_HASH_CONCURRENCY
+  value: {{ include "warden.hashConcurrency" . | quote }}
+- name: WARDEN_ARGON2_MEMORY_KIB
+  value: {{ .Values.hashing.argon2MemoryKib | int | quote }}
 {{- range $name, $value := .Values.config }}
+{{- if has $name (list "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB") }}
+{{- fail (printf "set %s through hashing.*, not config (the memory limit is derived from it)" $name) }}
+{{- end }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Hashing threads; at least 1.
+*/}}
+{{- define "warden.hashConcurrency" -}}
+{{- $n := .Values.hashing.concurrency | int -}}
+{{- if lt $n 1 -}}
+{{- fail "hashing.concurrency must be at least 1" -}}
+{{- end -}}
+{{- $n -}}
+{{- end }}
+
+{{/*
+Peak-memory bound in MiB: concurrency × ceil(max(m, 4096 KiB) / 1024) + 64.
+*/}}
+{{- define "warden.memoryBoundMiB" -}}
+{{- $kib := max (.Values.hashing.argon2MemoryKib | int) 4096 -}}
+{{- $perWorker := div (add $kib 1023) 1024 -}}
+{{- add (mul (include "warden.hashConcurrency" . | int) $perWorker) 64 -}}
+{{- end }}
+
+{{/*
+The server's resources: .Values.resources, with memory requests and limits
+that are not set filled in as ceil(bound × 1.25) MiB.
+*/}}
+{{- define "warden.resources" -}}
+{{- $resources := deepCopy (.Values.resources | default dict) -}}
+{{- $bound := include "warden.memoryBoundMiB" . | int -}}
+{{- $memory := printf "%dMi" (div (add (mul $bound 5) 3) 4) -}}
+{{- $requests := $resources.requests | default dict -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- if not (hasKey $requests "memory") }}{{ $_ := set $requests "memory" $memory }}{{ end -}}
+{{- if not (hasKey $limits "memory") }}{{ $_ := set $limits "memory" $memory }}{{ end -}}
+{{- $_ := set $resources "requests" $requests -}}
+{{- $_ := set $resources "limits" $limits -}}
+{{- toYaml $resources -}}
 {{- end }}
