@@ -48,3 +48,10 @@ impl Clock for ManualClock {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// A configured duration as time arithmetic's duration. Settings are
+/// validated at start to fit (at most ten years), so the saturation never
+/// bites in practice; it only keeps the conversion total.
+pub fn to_time(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::crypto::password::HashError;
+use crate::domain::store::{CompletionError, StoreError};
+
 /// Why a use-case refused or failed. Display texts are for the server log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -59,5 +62,41 @@ impl AuthError {
     /// An internal failure with context for the log.
     pub fn internal(context: &'static str, source: impl Into<anyhow::Error>) -> Self {
         Self::Internal(source.into().context(context))
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(source) => Self::DatabaseUnavailable(source),
+            StoreError::UniqueViolation => {
+                Self::Internal(anyhow::anyhow!("unexpected unique violation"))
+            }
+            StoreError::Other(source) => Self::Internal(source),
+        }
+    }
+}
+
+impl From<CompletionError> for AuthError {
+    fn from(e: CompletionError) -> Self {
+        match e {
+            // Losers of a single-use race are answered like a wrong code.
+            CompletionError::ChallengeGone
+            | CompletionError::StepUsed
+            | CompletionError::CodeUsed => Self::InvalidCredentials,
+            CompletionError::PendingGone => Self::NoPendingEnrollment,
+            // The password checked is no longer the account's.
+            CompletionError::CredentialsChanged => Self::InvalidCredentials,
+            CompletionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => Self::Overloaded,
+            HashError::Failed(msg) => Self::Internal(anyhow::anyhow!(msg).context("argon2")),
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::domain::AuthService;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::error::AuthError;
 use crate::domain::ids::{RecoveryCodeId, UserId};
-use crate::domain::store::{SecondFactorState, Store};
+use crate::domain::store::{SecondFactorState, SecretPurpose, Store};
 
 /// A second factor as the client sent it, after its shape was checked.
 pub enum PresentedCode {
@@ -106,7 +106,7 @@ impl<S: Store> AuthService<S> {
                 let Some(active) = &factors.active else {
                     return Ok(None);
                 };
-                let secret = self.open_secret(user, "active", active)?;
+                let secret = self.open_secret(user, SecretPurpose::Active, active)?;
                 match totp::check_code(
                     &secret,
                     &code,

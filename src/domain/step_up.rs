@@ -8,10 +8,11 @@ use crate::domain::AuthService;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::budget::{Attempt, FailureKind};
 use crate::domain::error::AuthError;
+use crate::domain::ids::SessionId;
 use crate::domain::ids::UserId;
 use crate::domain::password_policy;
 use crate::domain::second_factor::{PresentedCode, SecondFactorProof};
-use crate::domain::store::{CompletionError, SessionRecord, StepUpAction, Store, UserRecord};
+use crate::domain::store::{CompletionError, SessionRecord, StepUpEffect, Store, UserRecord};
 
 /// What a step-up request carries besides its action's own fields.
 pub struct StepUpRequest<'a> {
@@ -32,6 +33,42 @@ struct Granted<S: Store> {
     user: UserRecord,
     proof: Option<SecondFactorProof>,
     attempt: Attempt<S>,
+}
+
+/// What a step-up call changes, committed with the proof that allowed it.
+enum StepUpAction {
+    /// Delete the TOTP secret, any pending secret and every recovery code,
+    /// and end the user's other sessions and open challenges.
+    DisableTotp { keep: SessionId },
+    /// Replace every recovery code.
+    ReplaceRecoveryCodes { hashes: Vec<String> },
+    /// Set a new password hash and end the other sessions and open challenges.
+    ChangePassword { hash: String, keep: SessionId },
+    /// Remove the user, everything that belongs to them, and the failure
+    /// budget of their name.
+    DeleteAccount,
+}
+
+impl StepUpAction {
+    /// The changes the action makes: the policy of what each step-up call
+    /// wipes lives here, not in the store.
+    fn effects(self) -> Vec<StepUpEffect> {
+        match self {
+            Self::DisableTotp { keep } => vec![
+                StepUpEffect::DeleteTotpSecrets,
+                StepUpEffect::ReplaceRecoveryCodes(Vec::new()),
+                StepUpEffect::EndOtherSessions { keep },
+            ],
+            Self::ReplaceRecoveryCodes { hashes } => {
+                vec![StepUpEffect::ReplaceRecoveryCodes(hashes)]
+            }
+            Self::ChangePassword { hash, keep } => vec![
+                StepUpEffect::SetPasswordHash(hash),
+                StepUpEffect::EndOtherSessions { keep },
+            ],
+            Self::DeleteAccount => vec![StepUpEffect::DeleteAccount],
+        }
+    }
 }
 
 /// Which accounts an action applies to.
@@ -117,7 +154,7 @@ impl<S: Store> AuthService<S> {
             .commit_step_up(
                 user.id,
                 proof.as_ref(),
-                &action,
+                &action.effects(),
                 attempt.id(),
                 self.clock.now(),
             )

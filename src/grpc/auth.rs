@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::client_address::ClientAddress;
 use super::pb;
 use super::pb::auth_service_server::AuthService as AuthServiceRpc;
-use crate::domain::service::{IssuedSession, LoginOutcome};
+use crate::domain::login::{IssuedSession, LoginOutcome};
 use crate::domain::step_up::StepUpRequest;
 use crate::domain::store::{ClientInfo, Store};
 use crate::domain::{AuthError, AuthService};

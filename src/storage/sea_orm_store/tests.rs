@@ -10,7 +10,10 @@ use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::{AttemptId, SessionId, UserId};
 use crate::domain::store::{
     ClientInfo, CompletionError, LockRule, LoginProof, NewSession, Reservation, SettledAttempt,
-    StepUpAction, Store, UserRecord,
+    StepUpEffect, UserRecord,
+};
+use crate::domain::store::{
+    FailureBudgetStore as _, SessionStore as _, StepUpStore as _, UserStore as _,
 };
 use crate::domain::username::Username;
 
@@ -153,10 +156,7 @@ async fn failures_stored_above_the_threshold_never_refuse_an_unlocked_name() {
 async fn a_password_login_is_refused_once_a_password_change_committed() {
     let store = store().await;
     let id = user(&store, "old-hash").await;
-    let change = StepUpAction::ChangePassword {
-        hash: "new-hash".into(),
-        keep: SessionId::generate(),
-    };
+    let change = [StepUpEffect::SetPasswordHash("new-hash".into())];
     let settle = || SettledAttempt {
         attempt: AttemptId::generate(),
         name: name(),

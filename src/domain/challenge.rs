@@ -1,0 +1,104 @@
+//! Challenge completion: the second step of a login, by TOTP code
+//! (VerifyTotp with `challenge_token`) or recovery code (UseRecoveryCode).
+
+use crate::crypto::tokens::TokenKind;
+use crate::domain::AuthService;
+use crate::domain::budget::FailureKind;
+use crate::domain::error::AuthError;
+use crate::domain::login::IssuedSession;
+use crate::domain::second_factor::PresentedCode;
+use crate::domain::store::{ChallengeRecord, ClientInfo, LoginProof, Store};
+
+/// Wrong codes that kill a challenge.
+pub const CHALLENGE_MAX_FAILURES: u32 = 5;
+
+impl<S: Store> AuthService<S> {
+    /// Resolves a presented challenge token to a live challenge.
+    pub(crate) async fn live_challenge(&self, token: &str) -> Result<ChallengeRecord, AuthError> {
+        let hash = self
+            .tokens
+            .hash_presented(TokenKind::Challenge, token)
+            .ok_or(AuthError::ChallengeInvalid)?;
+        self.store
+            .challenge_by_hash(&hash, self.clock.now(), CHALLENGE_MAX_FAILURES)
+            .await?
+            .ok_or(AuthError::ChallengeInvalid)
+    }
+
+    /// VerifyTotp with `challenge_token`: completes a login with a TOTP code.
+    pub async fn verify_challenge_totp(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        self.complete_challenge(challenge_token, code, PresentedCode::totp, client)
+            .await
+    }
+
+    /// UseRecoveryCode: completes a login with one recovery code; also
+    /// returns how many unused codes remain.
+    pub async fn use_recovery_code(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<(IssuedSession, u32), AuthError> {
+        let session = self
+            .complete_challenge(challenge_token, code, PresentedCode::recovery_code, client)
+            .await?;
+        let remaining = self
+            .store
+            .second_factor(session.user_id, self.clock.now())
+            .await?
+            .unused_recovery_codes;
+        Ok((session, remaining))
+    }
+
+    /// The second step of a login, whatever the second factor: challenge
+    /// (1), code shape (2), state (3), budget (5), then the code (6).
+    async fn complete_challenge(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        parse: fn(&str) -> Result<PresentedCode, AuthError>,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let challenge = self.live_challenge(challenge_token).await?;
+        let presented = parse(code)?;
+        let factors = self
+            .store
+            .second_factor(challenge.user_id, self.clock.now())
+            .await?;
+        if factors.active.is_none() {
+            return Err(AuthError::ChallengeInvalid);
+        }
+        let attempt = self
+            .settings
+            .budget
+            .reserve(
+                &self.store,
+                &self.clock,
+                &challenge.username,
+                Some(challenge.user_id),
+            )
+            .await?;
+        let Some(proof) = self
+            .check_second_factor(challenge.user_id, &factors, presented)
+            .await?
+        else {
+            return Err(attempt
+                .fail(FailureKind::SecondFactor, Some(challenge.id))
+                .await);
+        };
+        let login = LoginProof::SecondFactor {
+            challenge: challenge.id,
+            proof: proof.clone(),
+        };
+        let issued = self
+            .issue_session(challenge.user_id, proof.login_amr(), login, attempt, client)
+            .await?;
+        proof.log_used(challenge.user_id);
+        Ok(issued)
+    }
+}

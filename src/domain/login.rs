@@ -1,0 +1,221 @@
+//! Login: checks a password and answers with a session, or with a
+//! challenge when the account has a second factor; and issuing sessions,
+//! which every completed login ends with.
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::crypto::tokens::TokenKind;
+use crate::domain::AuthService;
+use crate::domain::audit::{self, AuditEvent, Outcome};
+use crate::domain::budget::{Attempt, FailureKind};
+use crate::domain::clock::to_time;
+use crate::domain::error::AuthError;
+use crate::domain::ids::{ChallengeId, SessionId, UserId};
+use crate::domain::password_policy;
+use crate::domain::store::{
+    ClientInfo, CompletionError, LoginProof, NewChallenge, NewSession, SecondFactorState, Store,
+    UserRecord,
+};
+use crate::domain::username::Username;
+
+/// A session handed to the client.
+#[derive(Debug)]
+pub struct IssuedSession {
+    /// The bearer token (a secret).
+    pub token: SecretString,
+    /// Owner.
+    pub user_id: UserId,
+    /// Public id.
+    pub session_id: SessionId,
+    /// Absolute end.
+    pub expires_at: OffsetDateTime,
+}
+
+/// A second-factor challenge handed to the client.
+#[derive(Debug)]
+pub struct IssuedChallenge {
+    /// The challenge token (a secret).
+    pub token: SecretString,
+    /// End of life.
+    pub expires_at: OffsetDateTime,
+    /// Methods that can answer it.
+    pub methods: Vec<&'static str>,
+}
+
+/// The result of a correct password.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Session(IssuedSession),
+    /// A second factor is needed.
+    MfaRequired(IssuedChallenge),
+}
+
+impl<S: Store> AuthService<S> {
+    /// Checks a password; answers with a session, or a challenge when the
+    /// account has TOTP enabled.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<LoginOutcome, AuthError> {
+        let username = Username::parse(username)?;
+        let password = password_policy::check_presented(password, "password")?;
+        let budget = self.settings.budget;
+        let user = self
+            .store
+            .user_by_name(&username)
+            .await?
+            .filter(|u| u.disabled_at.is_none());
+        let user_id = user.as_ref().map(|u| u.id);
+        let attempt = budget
+            .reserve(&self.store, &self.clock, &username, user_id)
+            .await?;
+        // Verify against a dummy hash when there is no usable account, so
+        // unknown and disabled names cost the same time as real ones.
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let correct = self.passwords.verify(password.clone(), stored).await?;
+        let Some(user) = user.filter(|_| correct) else {
+            let error = attempt.fail(FailureKind::Password, None).await;
+            // Only a failure that was recorded is reported as one.
+            if matches!(error, AuthError::InvalidCredentials) {
+                audit::record(AuditEvent::LoginFailed, Outcome::Failure, user_id);
+            }
+            return Err(error);
+        };
+
+        let factors = self.store.second_factor(user.id, self.clock.now()).await?;
+        let outcome = if factors.active.is_some() {
+            let challenge = self.issue_challenge(&user, &factors).await?;
+            attempt.refund().await;
+            LoginOutcome::MfaRequired(challenge)
+        } else {
+            let proof = LoginProof::Password {
+                verified_hash: user.password_hash.clone(),
+            };
+            let session = self
+                .issue_session(user.id, vec!["pwd"], proof, attempt, client)
+                .await?;
+            LoginOutcome::Session(session)
+        };
+        // After the session or challenge, which are bound to the hash that
+        // was verified: a re-hash first would make them refuse themselves.
+        self.upgrade_hash_if_needed(&user, password).await;
+        Ok(outcome)
+    }
+
+    /// Re-hashes a password made with older parameters. Best effort: the
+    /// login has already succeeded, so a failure here is only logged.
+    async fn upgrade_hash_if_needed(&self, user: &UserRecord, password: Zeroizing<String>) {
+        if !self.passwords.needs_rehash(&user.password_hash) {
+            return;
+        }
+        let result = match self.passwords.hash(password).await {
+            Ok(new) => self
+                .store
+                .upgrade_password_hash(user.id, &user.password_hash, &new)
+                .await
+                .map(|_| ())
+                .map_err(AuthError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "password re-hash skipped");
+        }
+    }
+
+    async fn issue_challenge(
+        &self,
+        user: &UserRecord,
+        factors: &SecondFactorState,
+    ) -> Result<IssuedChallenge, AuthError> {
+        let now = self.clock.now();
+        let (token, token_hash) = self.tokens.issue(TokenKind::Challenge);
+        let expires_at = now + to_time(self.settings.challenge_ttl);
+        let challenge = NewChallenge {
+            id: ChallengeId::generate(),
+            user_id: user.id,
+            token_hash,
+            created_at: now,
+            expires_at,
+        };
+        self.store
+            .insert_challenge(&challenge, &user.password_hash)
+            .await?;
+        let mut methods = vec!["totp"];
+        if factors.unused_recovery_codes > 0 {
+            methods.push("recovery_code");
+        }
+        audit::record(
+            AuditEvent::MfaChallengeIssued,
+            Outcome::Success,
+            Some(user.id),
+        );
+        Ok(IssuedChallenge {
+            token,
+            expires_at,
+            methods,
+        })
+    }
+
+    /// Issues a session in one transaction with spending `proof`, which
+    /// settles `attempt` as a success (resetting the budget). A proof that
+    /// lost a single-use race settles it as a second-factor failure.
+    pub(crate) async fn issue_session(
+        &self,
+        user_id: UserId,
+        amr: Vec<&str>,
+        proof: LoginProof,
+        attempt: Attempt<S>,
+        client: ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let now = self.clock.now();
+        let (token, token_hash) = self.tokens.issue(TokenKind::Session);
+        let session = NewSession {
+            id: SessionId::generate(),
+            user_id,
+            token_hash,
+            created_at: now,
+            expires_at: now + to_time(self.settings.session_ttl),
+            amr: amr.into_iter().map(str::to_owned).collect(),
+            client,
+        };
+        match self
+            .store
+            .complete_login(
+                &session,
+                &proof,
+                &attempt.settlement(),
+                self.settings.max_sessions_per_user,
+            )
+            .await
+        {
+            Ok(()) => attempt.consumed(),
+            Err(
+                CompletionError::ChallengeGone
+                | CompletionError::StepUsed
+                | CompletionError::CodeUsed,
+            ) => {
+                // Race losers count as failures (of the second factor).
+                let challenge = match proof {
+                    LoginProof::SecondFactor { challenge, .. } => Some(challenge),
+                    LoginProof::Password { .. } => None,
+                };
+                return Err(attempt.fail(FailureKind::SecondFactor, challenge).await);
+            }
+            // Anything else is no verdict on the credential: dropping the
+            // attempt gives it back.
+            Err(other) => return Err(other.into()),
+        }
+        audit::record(AuditEvent::LoginSucceeded, Outcome::Success, Some(user_id));
+        Ok(IssuedSession {
+            token,
+            user_id,
+            session_id: session.id,
+            expires_at: session.expires_at,
+        })
+    }
+}

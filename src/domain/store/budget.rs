@@ -1,0 +1,108 @@
+//! The failure-budget aggregate: failures, locks and the checks in flight
+//! of one account name.
+
+use std::future::Future;
+
+use time::OffsetDateTime;
+
+use super::StoreResult;
+use crate::domain::ids::{AttemptId, ChallengeId};
+use crate::domain::username::Username;
+
+/// The answer to an attempt reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt was reserved under the id the caller chose.
+    Granted,
+    /// Not locked, but failures and checks still in flight use up the
+    /// budget: the caller waits for those to settle.
+    Busy,
+    /// The name is locked until then.
+    Locked {
+        /// End of the lock (always in the future).
+        until: OffsetDateTime,
+    },
+}
+
+/// The budget attempt a completing transaction settles as a success.
+#[derive(Debug, Clone)]
+pub struct SettledAttempt {
+    /// The reservation to remove.
+    pub attempt: AttemptId,
+    /// The budget's name.
+    pub name: Username,
+}
+
+/// How a failure that spends the budget locks the name.
+#[derive(Debug, Clone, Copy)]
+pub struct LockRule {
+    /// Failures that lock the name.
+    pub threshold: u32,
+    /// First lock length.
+    pub base: time::Duration,
+    /// Whether each lock doubles the next (second-factor failures).
+    pub doubling: bool,
+    /// The longest lock.
+    pub max: time::Duration,
+}
+
+impl LockRule {
+    /// The length of the lock a failure reaching the threshold sets, at lock
+    /// level `level` (how many doubling locks came before it since the last
+    /// completed login): doubling from `base` up to `max` for second-factor
+    /// failures, always `base` for password failures.
+    pub fn lock_length(&self, level: i32) -> time::Duration {
+        if !self.doubling {
+            return self.base;
+        }
+        let factor = 1i32
+            .checked_shl(u32::try_from(level).unwrap_or(0))
+            .unwrap_or(i32::MAX);
+        self.base
+            .checked_mul(factor)
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+
+    /// The lock level after a lock at `level`.
+    pub fn next_level(&self, level: i32) -> i32 {
+        level.saturating_add(i32::from(self.doubling))
+    }
+}
+
+/// The per-name failure budget, atomic per name across replicas.
+pub trait FailureBudgetStore: Send + Sync {
+    /// Reserves one attempt of `name`'s failure budget under `attempt`,
+    /// leased until `lease_until`: granted only while the name is not
+    /// locked and its failures plus unexpired reservations stay below
+    /// `threshold`. Atomic per name across connections and replicas.
+    fn reserve_attempt(
+        &self,
+        name: &Username,
+        attempt: AttemptId,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        threshold: u32,
+    ) -> impl Future<Output = StoreResult<Reservation>> + Send;
+    /// Removes a reservation with no verdict (right credential before
+    /// anything was issued, cancellation, overload, a storage error).
+    fn release_attempt(&self, attempt: AttemptId) -> impl Future<Output = StoreResult<()>> + Send;
+    /// In one transaction: removes the reservation, counts a failure for
+    /// `name` (locking it per `rule` when the budget is spent) and, for a
+    /// wrong code on a challenge, counts it against `challenge`. Returns the
+    /// new lock's end, if this failure set one.
+    fn record_failure(
+        &self,
+        attempt: AttemptId,
+        name: &Username,
+        challenge: Option<ChallengeId>,
+        now: OffsetDateTime,
+        rule: LockRule,
+    ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;
+    /// The end of `name`'s lock, if it is locked at `now`.
+    fn locked_until(
+        &self,
+        name: &Username,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;
+}

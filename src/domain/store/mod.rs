@@ -1,0 +1,95 @@
+//! The storage ports: what the use-cases need from persistence, one trait
+//! per aggregate (users, sessions, challenges, second factors, step-up
+//! effects, the failure budget, maintenance), each beside its records and
+//! composed into [`Store`]. Each method is atomic on its own; methods that
+//! change several rows run them in one transaction and make every single-use
+//! rule a conditional write, so the rules hold across replicas and restarts.
+
+mod budget;
+mod challenges;
+mod maintenance;
+mod second_factors;
+mod sessions;
+mod step_up;
+mod users;
+
+pub use budget::*;
+pub use challenges::*;
+pub use maintenance::*;
+pub use second_factors::*;
+pub use sessions::*;
+pub use step_up::*;
+pub use users::*;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (e.g. a taken username).
+    #[error("unique constraint violated")]
+    UniqueViolation,
+    /// The database could not be reached, or a commit's outcome is unknown.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error("storage failure")]
+    Other(#[source] anyhow::Error),
+}
+
+/// Shorthand for storage results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why an atomic completion did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CompletionError {
+    /// The challenge was used, expired or killed meanwhile.
+    #[error("challenge gone")]
+    ChallengeGone,
+    /// The TOTP step was accepted meanwhile (a replay or a lost race).
+    #[error("time step already used")]
+    StepUsed,
+    /// The recovery code was used meanwhile.
+    #[error("recovery code already used")]
+    CodeUsed,
+    /// A pending enrolment was replaced, confirmed or expired meanwhile.
+    #[error("pending secret gone")]
+    PendingGone,
+    /// The password was changed, or the account disabled or deleted, after
+    /// the password was verified.
+    #[error("credentials changed meanwhile")]
+    CredentialsChanged,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Persistence for Warden's use-cases: every port at once. Implemented for
+/// any type that implements them all.
+pub trait Store:
+    UserStore
+    + SessionStore
+    + ChallengeStore
+    + SecondFactorStore
+    + StepUpStore
+    + FailureBudgetStore
+    + MaintenanceStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: UserStore
+        + SessionStore
+        + ChallengeStore
+        + SecondFactorStore
+        + StepUpStore
+        + FailureBudgetStore
+        + MaintenanceStore
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}

@@ -1,0 +1,87 @@
+//! The second-factor aggregate: TOTP secrets (active and pending), the
+//! last accepted time step, and recovery codes.
+
+use std::future::Future;
+
+use time::OffsetDateTime;
+
+use super::{CompletionError, StoreResult};
+use crate::crypto::keyring::Sealed;
+use crate::domain::ids::{RecoveryCodeId, UserId};
+
+/// What a sealed TOTP secret is for. Part of the secret's associated data,
+/// so a ciphertext moved from one purpose to the other does not decrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretPurpose {
+    /// The secret of an enabled TOTP.
+    Active,
+    /// An enrolment not yet confirmed.
+    Pending,
+}
+
+impl SecretPurpose {
+    /// The stable name, as stored and as bound into the associated data.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pending => "pending",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "pending" => Some(Self::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// The TOTP state of one user.
+#[derive(Debug, Clone, Default)]
+pub struct SecondFactorState {
+    /// The active secret, when TOTP is enabled.
+    pub active: Option<Sealed>,
+    /// A pending secret that has not expired.
+    pub pending: Option<Sealed>,
+    /// The last accepted TOTP time step (kept across re-enrolment).
+    pub last_step: Option<u64>,
+    /// Unused recovery codes.
+    pub unused_recovery_codes: u32,
+}
+
+/// TOTP enrolment and recovery codes.
+pub trait SecondFactorStore: Send + Sync {
+    /// The user's TOTP state as of `now`.
+    fn second_factor(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<SecondFactorState>> + Send;
+    /// Stores a pending secret, replacing any earlier one.
+    fn put_pending_totp(
+        &self,
+        user: UserId,
+        sealed: &Sealed,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// In one transaction: removes the pending secret (only if it is still
+    /// `pending`), spends `step`, stores `active`, and replaces the recovery
+    /// codes with `recovery_hashes`.
+    fn confirm_totp(
+        &self,
+        user: UserId,
+        pending: &Sealed,
+        active: &Sealed,
+        step: u64,
+        recovery_hashes: &[String],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), CompletionError>> + Send;
+    /// The user's unused recovery codes: row ids and hashes.
+    fn unused_recovery_codes(
+        &self,
+        user: UserId,
+    ) -> impl Future<Output = StoreResult<Vec<(RecoveryCodeId, String)>>> + Send;
+}

@@ -1,0 +1,186 @@
+//! [`FailureBudgetStore`] over `failure_budgets` (failures and locks) and
+//! `budget_reservations` (checks in flight).
+
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+};
+use time::OffsetDateTime;
+
+use super::{SeaOrmStore, db_error, from_ms, ms};
+use crate::domain::ids::{AttemptId, ChallengeId};
+use crate::domain::store::{FailureBudgetStore, LockRule, Reservation, StoreError, StoreResult};
+use crate::domain::username::Username;
+use crate::storage::entities::{budget_reservations, failure_budgets, login_challenges};
+
+impl SeaOrmStore {
+    /// Removes a budget reservation inside `tx` (settled, or given back).
+    pub(super) async fn remove_reservation(
+        tx: &DatabaseTransaction,
+        attempt: AttemptId,
+    ) -> StoreResult<()> {
+        budget_reservations::Entity::delete_by_id(attempt.to_string())
+            .exec(tx)
+            .await
+            .map_err(db_error("remove budget reservation"))?;
+        Ok(())
+    }
+
+    /// Makes sure `name` has a budget row and locks it for the rest of `tx`
+    /// (an upsert takes the row lock on PostgreSQL), so every decision on
+    /// one name's budget is taken by one transaction at a time.
+    pub(super) async fn lock_budget(
+        tx: &DatabaseTransaction,
+        name: &Username,
+        now: i64,
+    ) -> StoreResult<failure_budgets::Model> {
+        let row = failure_budgets::ActiveModel {
+            name: Set(name.as_str().to_owned()),
+            failures: Set(0),
+            lock_level: Set(0),
+            locked_until: Set(None),
+            updated_at: Set(now),
+        };
+        failure_budgets::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(failure_budgets::Column::Name)
+                    .update_column(failure_budgets::Column::UpdatedAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(tx)
+            .await
+            .map_err(db_error("lock failure budget"))?;
+        failure_budgets::Entity::find_by_id(name.as_str().to_owned())
+            .one(tx)
+            .await
+            .map_err(db_error("read failure budget"))?
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("failure budget row vanished")))
+    }
+}
+
+impl FailureBudgetStore for SeaOrmStore {
+    async fn reserve_attempt(
+        &self,
+        name: &Username,
+        attempt: AttemptId,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        threshold: u32,
+    ) -> StoreResult<Reservation> {
+        let now = ms(now);
+        let threshold = i64::from(threshold);
+        let tx = self.begin_write().await?;
+        let budget = Self::lock_budget(&tx, name, now).await?;
+        if let Some(until) = budget.locked_until.filter(|until| *until > now) {
+            Self::abandon(tx).await?;
+            return Ok(Reservation::Locked {
+                until: from_ms(until),
+            });
+        }
+        let pending = budget_reservations::Entity::find()
+            .filter(budget_reservations::Column::Name.eq(name.as_str()))
+            .filter(budget_reservations::Column::LeaseUntil.gt(now))
+            .count(&tx)
+            .await
+            .map_err(db_error("count budget reservations"))?;
+        // Stored failures stay below the threshold (reaching it locks and
+        // steps back by one); clamping covers rows written under a higher
+        // threshold or by older versions, so an unlocked name is never
+        // refused for good: only checks in flight can make it busy.
+        let failures = i64::from(budget.failures).clamp(0, threshold - 1);
+        if failures + i64::try_from(pending).unwrap_or(i64::MAX) >= threshold {
+            Self::abandon(tx).await?;
+            return Ok(Reservation::Busy);
+        }
+        let row = budget_reservations::ActiveModel {
+            id: Set(attempt.to_string()),
+            name: Set(name.as_str().to_owned()),
+            lease_until: Set(ms(lease_until)),
+            created_at: Set(now),
+        };
+        budget_reservations::Entity::insert(row)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_error("reserve attempt"))?;
+        Self::commit(tx).await?;
+        Ok(Reservation::Granted)
+    }
+
+    async fn release_attempt(&self, attempt: AttemptId) -> StoreResult<()> {
+        budget_reservations::Entity::delete_by_id(attempt.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(db_error("release budget reservation"))?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        attempt: AttemptId,
+        name: &Username,
+        challenge: Option<ChallengeId>,
+        now: OffsetDateTime,
+        rule: LockRule,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let threshold = i32::try_from(rule.threshold).unwrap_or(i32::MAX);
+        let now_ms = ms(now);
+        let tx = self.begin_write().await?;
+        let budget = Self::lock_budget(&tx, name, now_ms).await?;
+        Self::remove_reservation(&tx, attempt).await?;
+        if let Some(challenge) = challenge {
+            login_challenges::Entity::update_many()
+                .col_expr(
+                    login_challenges::Column::FailedAttempts,
+                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
+                )
+                .filter(login_challenges::Column::Id.eq(challenge.to_string()))
+                .exec(&tx)
+                .await
+                .map_err(db_error("count challenge failure"))?;
+        }
+        let failures = budget.failures.saturating_add(1);
+        let mut update = failure_budgets::Entity::update_many()
+            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(now_ms))
+            .filter(failure_budgets::Column::Name.eq(name.as_str()));
+        let locked_until = if failures >= threshold {
+            let length = rule.lock_length(budget.lock_level);
+            let until = now.checked_add(length).unwrap_or(now);
+            // Leave one attempt for after the lock: when it ends, the next
+            // failure locks again at once.
+            update = update
+                .col_expr(failure_budgets::Column::LockedUntil, Expr::value(ms(until)))
+                .col_expr(
+                    failure_budgets::Column::Failures,
+                    Expr::value(threshold - 1),
+                )
+                .col_expr(
+                    failure_budgets::Column::LockLevel,
+                    Expr::value(rule.next_level(budget.lock_level)),
+                );
+            Some(until)
+        } else {
+            update = update.col_expr(failure_budgets::Column::Failures, Expr::value(failures));
+            None
+        };
+        update.exec(&tx).await.map_err(db_error("record failure"))?;
+        Self::commit(tx).await?;
+        Ok(locked_until)
+    }
+
+    async fn locked_until(
+        &self,
+        name: &Username,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let now = ms(now);
+        Ok(
+            failure_budgets::Entity::find_by_id(name.as_str().to_owned())
+                .one(&self.db)
+                .await
+                .map_err(db_error("read failure budget"))?
+                .and_then(|b| b.locked_until)
+                .filter(|until| *until > now)
+                .map(from_ms),
+        )
+    }
+}

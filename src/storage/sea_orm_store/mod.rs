@@ -1,0 +1,145 @@
+//! `SeaOrmStore`: the domain's storage ports over SQLite or PostgreSQL, one
+//! file per port; this module holds what they share — the store itself,
+//! transactions, error mapping and time conversion.
+//!
+//! Every single-use rule is a conditional write whose affected-row count
+//! decides the outcome, so concurrent callers on any replica get exactly one
+//! winner. Multi-row changes run in one transaction; on SQLite write
+//! transactions start with `BEGIN IMMEDIATE`, so two writers never deadlock
+//! upgrading read locks.
+
+mod budget;
+mod challenges;
+mod maintenance;
+mod second_factors;
+mod sessions;
+mod step_up;
+mod users;
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr, SqlErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+use time::OffsetDateTime;
+
+use super::entities::{totp_secrets, users as user_rows};
+use crate::crypto::keyring::Sealed;
+use crate::domain::ids::UserId;
+use crate::domain::store::{StoreError, StoreResult, UserRecord};
+use crate::domain::username::Username;
+
+/// The SeaORM implementation of every storage port (`domain::store::Store`).
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+}
+
+/// Unix milliseconds: how times are stored, so both backends compare alike.
+fn ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Classifies a database error, keeping `context` for the log.
+fn db_error(context: &'static str) -> impl FnOnce(DbErr) -> StoreError {
+    move |e| {
+        if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            return StoreError::UniqueViolation;
+        }
+        let unavailable = match &e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+                matches!(
+                    s.as_ref(),
+                    sea_orm::sqlx::Error::Io(_)
+                        | sea_orm::sqlx::Error::PoolTimedOut
+                        | sea_orm::sqlx::Error::PoolClosed
+                )
+            }
+            _ => false,
+        };
+        let source = anyhow::Error::new(e).context(context);
+        if unavailable {
+            StoreError::Unavailable(source)
+        } else {
+            StoreError::Other(source)
+        }
+    }
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("corrupt row: {what}"))
+}
+
+fn user_id(s: &str) -> StoreResult<UserId> {
+    UserId::parse(s).ok_or_else(|| corrupt("user id"))
+}
+
+fn sealed(row: totp_secrets::Model) -> Sealed {
+    Sealed {
+        key_id: row.key_id,
+        nonce: row.nonce,
+        ciphertext: row.ciphertext,
+    }
+}
+
+fn step_value(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+impl TryFrom<user_rows::Model> for UserRecord {
+    type Error = StoreError;
+
+    fn try_from(row: user_rows::Model) -> StoreResult<Self> {
+        Ok(Self {
+            id: user_id(&row.id)?,
+            username: Username::from_canonical(row.username),
+            password_hash: row.password_hash,
+            created_at: from_ms(row.created_at),
+            disabled_at: row.disabled_at.map(from_ms),
+        })
+    }
+}
+
+impl SeaOrmStore {
+    /// Wraps a connected, migrated pool.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// The pool, for health checks and maintenance.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    async fn begin_write(&self) -> StoreResult<DatabaseTransaction> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(db_error("begin transaction"))
+    }
+
+    /// Commits; an error here leaves the outcome unknown, so it is always
+    /// reported as unavailable (the change may have taken effect).
+    async fn commit(tx: DatabaseTransaction) -> StoreResult<()> {
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::Unavailable(anyhow::Error::new(e).context("commit")))
+    }
+
+    /// Rolls back a transaction that changed nothing worth keeping.
+    async fn abandon(tx: DatabaseTransaction) -> StoreResult<()> {
+        tx.rollback().await.map_err(db_error("roll back"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! [`SecondFactorStore`] over `totp_secrets`, `recovery_codes` and the
+//! users' last accepted TOTP step.
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect,
+};
+use time::OffsetDateTime;
+
+use super::{SeaOrmStore, corrupt, db_error, ms, sealed, step_value};
+use crate::crypto::keyring::Sealed;
+use crate::domain::ids::{RecoveryCodeId, UserId};
+use crate::domain::second_factor::SecondFactorProof;
+use crate::domain::store::{
+    CompletionError, SecondFactorState, SecondFactorStore, SecretPurpose, StoreResult,
+};
+use crate::storage::entities::{recovery_codes, totp_secrets, users};
+
+impl SeaOrmStore {
+    /// Spends `step` for `user`: only a step later than the stored one wins.
+    pub(super) async fn spend_step(
+        tx: &DatabaseTransaction,
+        user: UserId,
+        step: u64,
+    ) -> Result<(), CompletionError> {
+        let step = step_value(step);
+        let spent = users::Entity::update_many()
+            .col_expr(users::Column::TotpLastStep, Expr::value(step))
+            .filter(users::Column::Id.eq(user.to_string()))
+            .filter(
+                Condition::any()
+                    .add(users::Column::TotpLastStep.is_null())
+                    .add(users::Column::TotpLastStep.lt(step)),
+            )
+            .exec(tx)
+            .await
+            .map_err(db_error("spend TOTP step"))?;
+        if spent.rows_affected == 1 {
+            Ok(())
+        } else {
+            Err(CompletionError::StepUsed)
+        }
+    }
+
+    /// Spends a second-factor proof inside `tx`, or reports the race lost.
+    pub(super) async fn spend(
+        tx: &DatabaseTransaction,
+        user: UserId,
+        proof: &SecondFactorProof,
+        now: i64,
+    ) -> Result<(), CompletionError> {
+        match proof {
+            SecondFactorProof::TotpStep(step) => Self::spend_step(tx, user, *step).await,
+            SecondFactorProof::RecoveryCode(id) => {
+                let used = recovery_codes::Entity::update_many()
+                    .col_expr(recovery_codes::Column::UsedAt, Expr::value(now))
+                    .filter(recovery_codes::Column::Id.eq(id.to_string()))
+                    .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+                    .filter(recovery_codes::Column::UsedAt.is_null())
+                    .exec(tx)
+                    .await
+                    .map_err(db_error("use recovery code"))?;
+                if used.rows_affected == 1 {
+                    Ok(())
+                } else {
+                    Err(CompletionError::CodeUsed)
+                }
+            }
+        }
+    }
+
+    /// Replaces `user`'s recovery codes inside `tx`.
+    pub(super) async fn put_recovery_codes(
+        tx: &DatabaseTransaction,
+        user: &str,
+        hashes: &[String],
+        now: i64,
+    ) -> StoreResult<()> {
+        recovery_codes::Entity::delete_many()
+            .filter(recovery_codes::Column::UserId.eq(user))
+            .exec(tx)
+            .await
+            .map_err(db_error("drop old recovery codes"))?;
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let rows = hashes.iter().map(|hash| recovery_codes::ActiveModel {
+            id: Set(RecoveryCodeId::generate().to_string()),
+            user_id: Set(user.to_owned()),
+            code_hash: Set(hash.clone()),
+            created_at: Set(now),
+            used_at: Set(None),
+        });
+        recovery_codes::Entity::insert_many(rows)
+            .exec_without_returning(tx)
+            .await
+            .map_err(db_error("store recovery codes"))?;
+        Ok(())
+    }
+}
+
+impl SecondFactorStore for SeaOrmStore {
+    async fn second_factor(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<SecondFactorState> {
+        let id = user.to_string();
+        let secrets = totp_secrets::Entity::find()
+            .filter(totp_secrets::Column::UserId.eq(id.clone()))
+            .all(&self.db)
+            .await
+            .map_err(db_error("read TOTP secrets"))?;
+        let last_step: Option<Option<i64>> = users::Entity::find_by_id(id.clone())
+            .select_only()
+            .column(users::Column::TotpLastStep)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error("read last TOTP step"))?;
+        let unused = recovery_codes::Entity::find()
+            .filter(recovery_codes::Column::UserId.eq(id))
+            .filter(recovery_codes::Column::UsedAt.is_null())
+            .count(&self.db)
+            .await
+            .map_err(db_error("count recovery codes"))?;
+        let mut state = SecondFactorState {
+            last_step: last_step.flatten().and_then(|s| u64::try_from(s).ok()),
+            unused_recovery_codes: u32::try_from(unused).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        for row in secrets {
+            match SecretPurpose::parse(&row.purpose) {
+                Some(SecretPurpose::Active) => state.active = Some(sealed(row)),
+                // A pending secret past its expiry is gone, whether or not
+                // housekeeping has deleted it yet.
+                Some(SecretPurpose::Pending) if row.expires_at.is_some_and(|e| e > ms(now)) => {
+                    state.pending = Some(sealed(row))
+                }
+                _ => {}
+            }
+        }
+        Ok(state)
+    }
+
+    async fn put_pending_totp(
+        &self,
+        user: UserId,
+        secret: &Sealed,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let row = totp_secrets::ActiveModel {
+            user_id: Set(user.to_string()),
+            purpose: Set(SecretPurpose::Pending.as_str().to_owned()),
+            key_id: Set(secret.key_id.clone()),
+            nonce: Set(secret.nonce.clone()),
+            ciphertext: Set(secret.ciphertext.clone()),
+            created_at: Set(ms(now)),
+            expires_at: Set(Some(ms(expires_at))),
+        };
+        // One upsert replaces any earlier pending secret: concurrent
+        // enrolments each leave a whole secret, never a unique violation.
+        totp_secrets::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([totp_secrets::Column::UserId, totp_secrets::Column::Purpose])
+                    .update_columns([
+                        totp_secrets::Column::KeyId,
+                        totp_secrets::Column::Nonce,
+                        totp_secrets::Column::Ciphertext,
+                        totp_secrets::Column::CreatedAt,
+                        totp_secrets::Column::ExpiresAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(db_error("store pending secret"))?;
+        Ok(())
+    }
+
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        pending: &Sealed,
+        active: &Sealed,
+        step: u64,
+        recovery_hashes: &[String],
+        now: OffsetDateTime,
+    ) -> Result<(), CompletionError> {
+        let id = user.to_string();
+        let now = ms(now);
+        let tx = self.begin_write().await?;
+        let taken = totp_secrets::Entity::delete_many()
+            .filter(totp_secrets::Column::UserId.eq(id.clone()))
+            .filter(totp_secrets::Column::Purpose.eq(SecretPurpose::Pending.as_str()))
+            .filter(totp_secrets::Column::Ciphertext.eq(pending.ciphertext.clone()))
+            .filter(totp_secrets::Column::ExpiresAt.gt(now))
+            .exec(&tx)
+            .await
+            .map_err(db_error("take pending secret"))?;
+        if taken.rows_affected != 1 {
+            return Err(CompletionError::PendingGone);
+        }
+        Self::spend_step(&tx, user, step).await?;
+        let row = totp_secrets::ActiveModel {
+            user_id: Set(id.clone()),
+            purpose: Set(SecretPurpose::Active.as_str().to_owned()),
+            key_id: Set(active.key_id.clone()),
+            nonce: Set(active.nonce.clone()),
+            ciphertext: Set(active.ciphertext.clone()),
+            created_at: Set(now),
+            expires_at: Set(None),
+        };
+        totp_secrets::Entity::insert(row)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_error("store active secret"))?;
+        Self::put_recovery_codes(&tx, &id, recovery_hashes, now).await?;
+        Ok(Self::commit(tx).await?)
+    }
+
+    async fn unused_recovery_codes(
+        &self,
+        user: UserId,
+    ) -> StoreResult<Vec<(RecoveryCodeId, String)>> {
+        let rows = recovery_codes::Entity::find()
+            .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+            .filter(recovery_codes::Column::UsedAt.is_null())
+            .all(&self.db)
+            .await
+            .map_err(db_error("read recovery codes"))?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    RecoveryCodeId::parse(&row.id).ok_or_else(|| corrupt("recovery code id"))?,
+                    row.code_hash,
+                ))
+            })
+            .collect()
+    }
+}

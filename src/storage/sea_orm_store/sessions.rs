@@ -1,0 +1,182 @@
+//! [`SessionStore`] over `sessions`: every completed login ends here.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use time::OffsetDateTime;
+
+use super::{SeaOrmStore, corrupt, db_error, from_ms, ms, user_id};
+use crate::crypto::tokens::TokenHash;
+use crate::domain::ids::SessionId;
+use crate::domain::store::{
+    CompletionError, LoginProof, NewSession, SessionRecord, SessionStore, SettledAttempt,
+    StoreResult,
+};
+use crate::domain::username::Username;
+use crate::storage::entities::{failure_budgets, login_challenges, sessions};
+
+impl SeaOrmStore {
+    /// Ends every session of `user` but `keep`, and every open challenge.
+    pub(super) async fn end_other_sessions(
+        tx: &DatabaseTransaction,
+        user: &str,
+        keep: SessionId,
+    ) -> StoreResult<u64> {
+        let ended = sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(user))
+            .filter(sessions::Column::Id.ne(keep.to_string()))
+            .exec(tx)
+            .await
+            .map_err(db_error("end other sessions"))?;
+        login_challenges::Entity::delete_many()
+            .filter(login_challenges::Column::UserId.eq(user))
+            .exec(tx)
+            .await
+            .map_err(db_error("end open challenges"))?;
+        Ok(ended.rows_affected)
+    }
+
+    /// Ends the oldest sessions of `user` beyond `max`.
+    pub(super) async fn evict_oldest(
+        tx: &DatabaseTransaction,
+        user: &str,
+        max: u32,
+    ) -> StoreResult<()> {
+        let excess: Vec<String> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::UserId.eq(user))
+            .order_by_desc(sessions::Column::CreatedAt)
+            .order_by_desc(sessions::Column::Id)
+            .offset(u64::from(max))
+            .limit(1000)
+            .into_tuple()
+            .all(tx)
+            .await
+            .map_err(db_error("find excess sessions"))?;
+        if !excess.is_empty() {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::Id.is_in(excess))
+                .exec(tx)
+                .await
+                .map_err(db_error("end excess sessions"))?;
+        }
+        Ok(())
+    }
+}
+
+impl SessionStore for SeaOrmStore {
+    async fn complete_login(
+        &self,
+        session: &NewSession,
+        proof: &LoginProof,
+        attempt: &SettledAttempt,
+        max_sessions: u32,
+    ) -> Result<(), CompletionError> {
+        let now = ms(session.created_at);
+        let user = session.user_id.to_string();
+        let tx = self.begin_write().await?;
+        let verified_hash = match proof {
+            LoginProof::Password { verified_hash } => Some(verified_hash.as_str()),
+            LoginProof::SecondFactor { .. } => None,
+        };
+        Self::lock_user(&tx, &user, verified_hash, now).await?;
+        match proof {
+            LoginProof::Password { .. } => {}
+            LoginProof::SecondFactor { challenge, proof } => {
+                let used = login_challenges::Entity::delete_many()
+                    .filter(login_challenges::Column::Id.eq(challenge.to_string()))
+                    .filter(login_challenges::Column::UserId.eq(user.clone()))
+                    .filter(login_challenges::Column::ExpiresAt.gt(now))
+                    .exec(&tx)
+                    .await
+                    .map_err(db_error("use challenge"))?;
+                if used.rows_affected != 1 {
+                    return Err(CompletionError::ChallengeGone);
+                }
+                Self::spend(&tx, session.user_id, proof, now).await?;
+            }
+        }
+        let row = sessions::ActiveModel {
+            id: Set(session.id.to_string()),
+            user_id: Set(user.clone()),
+            token_hash: Set(session.token_hash.0.to_vec()),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            authenticated_at: Set(now),
+            expires_at: Set(ms(session.expires_at)),
+            amr: Set(session.amr.join(",")),
+            client_address: Set(session.client.address.clone()),
+            user_agent: Set(session.client.user_agent.clone()),
+        };
+        sessions::Entity::insert(row)
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_error("insert session"))?;
+        Self::evict_oldest(&tx, &user, max_sessions).await?;
+        Self::remove_reservation(&tx, attempt.attempt).await?;
+        // A completed login resets the count and the lock level.
+        failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
+            .exec(&tx)
+            .await
+            .map_err(db_error("reset failure budget"))?;
+        Ok(Self::commit(tx).await?)
+    }
+
+    async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+        let Some(row) = sessions::Entity::find()
+            .filter(sessions::Column::TokenHash.eq(hash.0.to_vec()))
+            .one(&self.db)
+            .await
+            .map_err(db_error("find session"))?
+        else {
+            return Ok(None);
+        };
+        let Some(user) = self.username_of(&row.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(SessionRecord {
+            id: SessionId::parse(&row.id).ok_or_else(|| corrupt("session id"))?,
+            user_id: user_id(&row.user_id)?,
+            username: Username::from_canonical(user.username),
+            last_used_at: from_ms(row.last_used_at),
+            authenticated_at: from_ms(row.authenticated_at),
+            expires_at: from_ms(row.expires_at),
+            amr: row
+                .amr
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }))
+    }
+
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> StoreResult<()> {
+        // Conditional on the row still existing and still being stale: a
+        // revoked (deleted) session is never revived, and concurrent
+        // validations write at most once per interval.
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::LastUsedAt, Expr::value(ms(now)))
+            .filter(sessions::Column::Id.eq(id.to_string()))
+            .filter(sessions::Column::LastUsedAt.lt(ms(stale_before)))
+            .exec(&self.db)
+            .await
+            .map_err(db_error("refresh session"))?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, id: SessionId) -> StoreResult<bool> {
+        let done = sessions::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(db_error("revoke session"))?;
+        Ok(done.rows_affected == 1)
+    }
+}
