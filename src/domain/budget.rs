@@ -26,7 +26,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::audit::{self, AuditEvent, Outcome};
-use crate::domain::clock::Clock;
+use crate::domain::clock::{Clock, to_time};
 use crate::domain::error::AuthError;
 use crate::domain::ids::{AttemptId, ChallengeId, UserId};
 use crate::domain::store::{LockRule, Reservation, SettledAttempt, Store};
@@ -62,10 +62,6 @@ pub struct BudgetPolicy {
 const FIRST_BUSY_WAIT: Duration = Duration::from_millis(5);
 /// The longest wait between two tries of a busy budget.
 const MAX_BUSY_WAIT: Duration = Duration::from_millis(100);
-
-fn to_time(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::DAY)
-}
 
 /// How long until `until`, in whole seconds rounded up (at least one), so
 /// RetryInfo never says "now" while the lock still holds.
