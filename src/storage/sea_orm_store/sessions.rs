@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, JoinType,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use time::OffsetDateTime;
 
@@ -15,7 +15,19 @@ use crate::domain::store::{
     StoreResult,
 };
 use crate::domain::username::Username;
-use crate::storage::entities::{failure_budgets, login_challenges, sessions};
+use crate::storage::entities::{failure_budgets, login_challenges, sessions, users};
+
+/// A session row with its owner's name, read in one query.
+#[derive(Debug, FromQueryResult)]
+struct SessionWithOwner {
+    id: String,
+    user_id: String,
+    username: String,
+    last_used_at: i64,
+    authenticated_at: i64,
+    expires_at: i64,
+    amr: String,
+}
 
 impl SeaOrmStore {
     /// Ends every session of `user` but `keep`, and every open challenge.
@@ -126,21 +138,36 @@ impl SessionStore for SeaOrmStore {
     }
 
     async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+        // One read with the owner joined: validation is the hot path.
+        let owner = sessions::Entity::belongs_to(users::Entity)
+            .from(sessions::Column::UserId)
+            .to(users::Column::Id)
+            .into();
         let Some(row) = sessions::Entity::find()
+            .select_only()
+            .columns([
+                sessions::Column::Id,
+                sessions::Column::UserId,
+                sessions::Column::LastUsedAt,
+                sessions::Column::AuthenticatedAt,
+                sessions::Column::ExpiresAt,
+                sessions::Column::Amr,
+            ])
+            .column(users::Column::Username)
+            .join(JoinType::InnerJoin, owner)
             .filter(sessions::Column::TokenHash.eq(hash.0.to_vec()))
+            .filter(users::Column::DisabledAt.is_null())
+            .into_model::<SessionWithOwner>()
             .one(&self.db)
             .await
             .map_err(db_error("find session"))?
         else {
             return Ok(None);
         };
-        let Some(user) = self.username_of(&row.user_id).await? else {
-            return Ok(None);
-        };
         Ok(Some(SessionRecord {
             id: SessionId::parse(&row.id).ok_or_else(|| corrupt("session id"))?,
             user_id: user_id(&row.user_id)?,
-            username: Username::from_canonical(user.username),
+            username: Username::from_canonical(row.username),
             last_used_at: from_ms(row.last_used_at),
             authenticated_at: from_ms(row.authenticated_at),
             expires_at: from_ms(row.expires_at),
