@@ -8,6 +8,7 @@ import argparse
 import json
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,6 +57,7 @@ def main():
     ax_l.set_title("Login vs compute-only argon2id (m=19456, t=2, p=1)")
     for ax in (ax_v, ax_l):
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
         ax.set_xlabel("calls in flight")
         ax.set_ylabel("requests / s")
         ax.set_ylim(bottom=0)
