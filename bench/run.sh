@@ -2,16 +2,16 @@
 # The whole benchmark: builds release binaries, runs every scenario with its
 # same-run limits on SQLite and (when reachable) PostgreSQL, and draws the plot.
 #
-#   bash scripts/bench.sh                       # SQLite, then PostgreSQL
-#   BENCH_POSTGRES_URL= bash scripts/bench.sh   # SQLite only
-#   BENCH_ARGS="--duration 5" bash scripts/bench.sh
+#   bash bench/run.sh                       # SQLite, then PostgreSQL
+#   BENCH_POSTGRES_URL= bash bench/run.sh   # SQLite only
+#   BENCH_ARGS="--duration 5" bash bench/run.sh
 #
-# Results: benchmarks/{sqlite,postgres}.{json,txt} and benchmarks/throughput.png.
+# Results: bench/results/{sqlite,postgres}.{json,txt} and bench/results/throughput.png.
 # PostgreSQL: the tool creates databases of its own beside the one named and
 # drops them afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=benchmarks
+out=bench/results
 mkdir -p "$out"
 postgres_url=${BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/test}
 
@@ -32,4 +32,4 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet matplotlib
 fi
-"$venv/bin/python" scripts/plot_bench.py "$out"/*.json -o "$out/throughput.png"
+"$venv/bin/python" bench/plot.py "$out"/*.json -o "$out/throughput.png"

@@ -2,7 +2,7 @@
 """Throughput against in-flight calls for ValidateSession and Login, with the
 same-run limits (echo, compute-only argon2id) drawn as lines.
 
-    python scripts/plot_bench.py benchmarks/sqlite.json benchmarks/postgres.json -o out.png
+    python bench/plot.py bench/results/sqlite.json bench/results/postgres.json -o out.png
 """
 import argparse
 import json
