@@ -140,14 +140,27 @@ pub fn record_revoked(user: UserId, count: u64) {
 
 fn push(record: AuditRecord) {
     let user = record.user.map(|u| u.to_string());
-    tracing::info!(
-        target: "warden::audit",
-        event = record.event.name(),
-        outcome = record.outcome.as_str(),
-        enduser.id = user.as_deref(),
-        sessions_revoked = record.sessions_revoked,
-        "audit"
-    );
+    macro_rules! log_at {
+        ($level:expr) => {
+            tracing::event!(
+                target: "warden::audit",
+                $level,
+                event = record.event.name(),
+                outcome = record.outcome.as_str(),
+                enduser.id = user.as_deref(),
+                sessions_revoked = record.sessions_revoked,
+                "audit"
+            )
+        };
+    }
+    // A successful validation happens on every request a backend serves:
+    // at INFO it would be most of the log and a good part of the call's cost.
+    // Its audit span still follows the sampler like any other.
+    if record.event == AuditEvent::SessionValidated && record.outcome == Outcome::Success {
+        log_at!(tracing::Level::DEBUG);
+    } else {
+        log_at!(tracing::Level::INFO);
+    }
     let _ = RECORDS.try_with(|records| records.borrow_mut().push(record));
 }
 
