@@ -80,7 +80,7 @@ impl FailureBudgetStore for SeaOrmStore {
         let pending = budget_reservations::Entity::find()
             .filter(budget_reservations::Column::Name.eq(name.as_str()))
             .filter(budget_reservations::Column::LeaseUntil.gt(now))
-            .count(&tx)
+            .count(&*tx)
             .await
             .map_err(db_error("count budget reservations"))?;
         // Stored failures stay below the threshold (reaching it locks and
@@ -99,7 +99,7 @@ impl FailureBudgetStore for SeaOrmStore {
             created_at: Set(now),
         };
         budget_reservations::Entity::insert(row)
-            .exec_without_returning(&tx)
+            .exec_without_returning(&*tx)
             .await
             .map_err(db_error("reserve attempt"))?;
         Self::commit(tx).await?;
@@ -134,7 +134,7 @@ impl FailureBudgetStore for SeaOrmStore {
                     Expr::col(login_challenges::Column::FailedAttempts).add(1),
                 )
                 .filter(login_challenges::Column::Id.eq(challenge.to_string()))
-                .exec(&tx)
+                .exec(&*tx)
                 .await
                 .map_err(db_error("count challenge failure"))?;
         }
@@ -162,7 +162,10 @@ impl FailureBudgetStore for SeaOrmStore {
             update = update.col_expr(failure_budgets::Column::Failures, Expr::value(failures));
             None
         };
-        update.exec(&tx).await.map_err(db_error("record failure"))?;
+        update
+            .exec(&*tx)
+            .await
+            .map_err(db_error("record failure"))?;
         Self::commit(tx).await?;
         Ok(locked_until)
     }

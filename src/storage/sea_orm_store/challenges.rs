@@ -27,7 +27,7 @@ impl ChallengeStore for SeaOrmStore {
             .filter(users::Column::Id.eq(user))
             .filter(users::Column::DisabledAt.is_null())
             .filter(users::Column::PasswordHash.eq(verified_hash))
-            .exec(&tx)
+            .exec(&*tx)
             .await
             .map_err(db_error("check password hash"))?;
         if unchanged.rows_affected != 1 {
@@ -42,7 +42,7 @@ impl ChallengeStore for SeaOrmStore {
             failed_attempts: Set(0),
         };
         login_challenges::Entity::insert(row)
-            .exec_without_returning(&tx)
+            .exec_without_returning(&*tx)
             .await
             .map_err(db_error("insert challenge"))?;
         Ok(Self::commit(tx).await?)

@@ -16,11 +16,14 @@ mod sessions;
 mod step_up;
 mod users;
 
+use std::sync::Arc;
+
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr, SqlErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::entities::{totp_secrets, users as user_rows};
 use crate::crypto::keyring::Sealed;
@@ -32,6 +35,28 @@ use crate::domain::username::Username;
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
+    /// SQLite only: whose turn it is to write. SQLite has one writer at a
+    /// time; without this queue, concurrent writers each hold a pooled
+    /// connection and sleep in SQLite's busy handler (1, 2, 5, 10, … ms),
+    /// which is where the long tail of write latency came from. Queued here,
+    /// they go one after another with no sleeping; other processes on the
+    /// same file are still waited out by the busy timeout.
+    writer: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; on SQLite it also holds this process's writer turn,
+/// released after the transaction ends (fields drop in order).
+struct WriteTx {
+    tx: DatabaseTransaction,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
 }
 
 /// Unix milliseconds: how times are stored, so both backends compare alike.
@@ -108,7 +133,9 @@ impl TryFrom<user_rows::Model> for UserRecord {
 impl SeaOrmStore {
     /// Wraps a connected, migrated pool.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        let writer =
+            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Self { db, writer }
     }
 
     /// The pool, for health checks and maintenance.
@@ -116,28 +143,36 @@ impl SeaOrmStore {
         &self.db
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
-    async fn begin_write(&self) -> StoreResult<DatabaseTransaction> {
-        self.db
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, after
+    /// waiting for this process's writer turn).
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let turn = match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self
+            .db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
             })
             .await
-            .map_err(db_error("begin transaction"))
+            .map_err(db_error("begin transaction"))?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// Commits; an error here leaves the outcome unknown, so it is always
     /// reported as unavailable (the change may have taken effect).
-    async fn commit(tx: DatabaseTransaction) -> StoreResult<()> {
-        tx.commit()
+    async fn commit(tx: WriteTx) -> StoreResult<()> {
+        tx.tx
+            .commit()
             .await
             .map_err(|e| StoreError::Unavailable(anyhow::Error::new(e).context("commit")))
     }
 
     /// Rolls back a transaction that changed nothing worth keeping.
-    async fn abandon(tx: DatabaseTransaction) -> StoreResult<()> {
-        tx.rollback().await.map_err(db_error("roll back"))
+    async fn abandon(tx: WriteTx) -> StoreResult<()> {
+        tx.tx.rollback().await.map_err(db_error("roll back"))
     }
 }
 

@@ -197,7 +197,7 @@ impl SecondFactorStore for SeaOrmStore {
             .filter(totp_secrets::Column::Purpose.eq(SecretPurpose::Pending.as_str()))
             .filter(totp_secrets::Column::Ciphertext.eq(pending.ciphertext.clone()))
             .filter(totp_secrets::Column::ExpiresAt.gt(now))
-            .exec(&tx)
+            .exec(&*tx)
             .await
             .map_err(db_error("take pending secret"))?;
         if taken.rows_affected != 1 {
@@ -214,7 +214,7 @@ impl SecondFactorStore for SeaOrmStore {
             expires_at: Set(None),
         };
         totp_secrets::Entity::insert(row)
-            .exec_without_returning(&tx)
+            .exec_without_returning(&*tx)
             .await
             .map_err(db_error("store active secret"))?;
         Self::put_recovery_codes(&tx, &id, recovery_hashes, now).await?;

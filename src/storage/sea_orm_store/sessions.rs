@@ -102,7 +102,7 @@ impl SessionStore for SeaOrmStore {
                     .filter(login_challenges::Column::Id.eq(challenge.to_string()))
                     .filter(login_challenges::Column::UserId.eq(user.clone()))
                     .filter(login_challenges::Column::ExpiresAt.gt(now))
-                    .exec(&tx)
+                    .exec(&*tx)
                     .await
                     .map_err(db_error("use challenge"))?;
                 if used.rows_affected != 1 {
@@ -124,14 +124,14 @@ impl SessionStore for SeaOrmStore {
             user_agent: Set(session.client.user_agent.clone()),
         };
         sessions::Entity::insert(row)
-            .exec_without_returning(&tx)
+            .exec_without_returning(&*tx)
             .await
             .map_err(db_error("insert session"))?;
         Self::evict_oldest(&tx, &user, max_sessions).await?;
         Self::remove_reservation(&tx, attempt.attempt).await?;
         // A completed login resets the count and the lock level.
         failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
-            .exec(&tx)
+            .exec(&*tx)
             .await
             .map_err(db_error("reset failure budget"))?;
         Ok(Self::commit(tx).await?)
