@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use sea_orm::ConnectionTrait as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService as _;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -28,8 +29,8 @@ use crate::storage::{self, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
 
-/// The service name health answers for besides `""`.
-pub const SERVICE_NAME: &str = "warden.v1.AuthService";
+/// The service health answers for besides `""`: the one `run_until` adds.
+const HEALTH_SERVICE: &str = AuthServiceServer::<AuthGrpc<SeaOrmStore>>::NAME;
 
 /// HTTP/2 streams one connection may have open at once. tonic's default
 /// (`None`) removes hyper's limit altogether, letting one client open as
@@ -272,7 +273,7 @@ impl Application {
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
+    reporter.set_service_status(HEALTH_SERVICE, status).await;
 }
 
 /// Turns health NOT_SERVING while the database does not answer.

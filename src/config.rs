@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
-use crate::grpc::client_address::Cidr;
+use crate::net::Cidr;
 
 /// Warden: password + TOTP authentication over gRPC.
 #[derive(Debug, Parser)]
