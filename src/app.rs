@@ -50,6 +50,8 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     service: Arc<AuthService<SeaOrmStore>>,
+    /// Assembly's own handle on the pool, for the health probe.
+    db: DatabaseConnection,
     config: Config,
     audit: Option<AuditTracer>,
 }
@@ -190,7 +192,7 @@ impl Application {
         validate(&config)?;
         keys::require_for_postgres(&config.keys, &config.database.url)?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
-        let service = Arc::new(build_service(&config, db, clock).await?);
+        let service = Arc::new(build_service(&config, db.clone(), clock).await?);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("bind {}", config.server.listen))?;
@@ -203,6 +205,7 @@ impl Application {
         Ok(Self {
             listener,
             service,
+            db,
             config,
             audit,
         })
@@ -219,6 +222,7 @@ impl Application {
         let Self {
             listener,
             service,
+            db,
             config,
             audit,
         } = self;
@@ -235,7 +239,7 @@ impl Application {
             .build_v1alpha()
             .context("build reflection v1alpha")?;
 
-        let probe = tokio::spawn(watch_database(service.clone(), reporter.clone()));
+        let probe = tokio::spawn(watch_database(db, reporter.clone()));
         let sweeper = tokio::spawn(housekeeping::run(
             service.clone(),
             config.database.housekeeping_interval(),
@@ -310,11 +314,10 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 }
 
 /// Turns health NOT_SERVING while the database does not answer.
-async fn watch_database(service: Arc<AuthService<SeaOrmStore>>, reporter: HealthReporter) {
+async fn watch_database(db: DatabaseConnection, reporter: HealthReporter) {
     let mut serving = true;
     loop {
         tokio::time::sleep(HEALTH_PROBE_INTERVAL).await;
-        let db = service.store().connection();
         let ok = tokio::time::timeout(Duration::from_secs(2), db.execute_unprepared("SELECT 1"))
             .await
             .is_ok_and(|r| r.is_ok());
