@@ -7,29 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use sea_orm::ConnectionTrait as _;
+use sea_orm::{ConnectionTrait as _, DatabaseConnection};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService as _;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::crypto::password::{Argon2Params, HashingPool, SecretHasher};
 use crate::domain::budget::BudgetPolicy;
 use crate::domain::clock::Clock;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::{AuthService, Settings};
 use crate::grpc::AuthGrpc;
-use crate::grpc::guard::{GuardLayer, MAX_MESSAGE_BYTES};
+use crate::grpc::guard::{Bucket, GuardConfig, GuardLayer, MAX_MESSAGE_BYTES, RateLimits};
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::grpc::trace::TraceLayer;
-use crate::storage::{self, SchemaStatus, SeaOrmStore};
+use crate::storage::{self, Backend, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
-
-/// The service name health answers for besides `""`.
-pub const SERVICE_NAME: &str = "warden.v1.AuthService";
 
 /// HTTP/2 streams one connection may have open at once. tonic's default
 /// (`None`) removes hyper's limit altogether, letting one client open as
@@ -52,18 +50,32 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     service: Arc<AuthService<SeaOrmStore>>,
+    /// Assembly's own handle on the pool, for the health probe.
+    db: DatabaseConnection,
     config: Config,
     audit: Option<AuditTracer>,
+}
+
+/// The service health answers for besides `""`: the one `run_until` adds.
+const HEALTH_SERVICE: &str = AuthServiceServer::<AuthGrpc<SeaOrmStore>>::NAME;
+
+/// Checks the configuration, then that storage has a backend for its
+/// database URL (configuration knows URLs only as text).
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    config.validate()?;
+    if Backend::of_url(&config.database.url).is_none() {
+        return Err(ConfigError(
+            "WARDEN_DATABASE_URL must start with sqlite:, postgres:// or postgresql://".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Connects to the database and applies migrations if configured to.
 /// A schema newer than this binary is a warning here (rolling upgrades and
 /// rollbacks), and an error for the `migrate` command.
-pub async fn open_database(
-    config: &Config,
-    migrate: bool,
-) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    let db = storage::connect(&config.database_url, config.db_max_connections).await?;
+pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<DatabaseConnection> {
+    let db = storage::connect(&config.database.url, config.database.max_connections).await?;
     if migrate && let SchemaStatus::Newer(unknown) = storage::migrate(&db).await? {
         tracing::warn!(
             ?unknown,
@@ -75,8 +87,8 @@ pub async fn open_database(
 
 /// `warden migrate`: applies pending migrations; refuses a newer schema.
 pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
-    config.validate()?;
-    let db = storage::connect(&config.database_url, 1).await?;
+    validate(config)?;
+    let db = storage::connect(&config.database.url, 1).await?;
     match storage::migrate(&db).await? {
         SchemaStatus::Known => {
             println!("migrations applied");
@@ -90,51 +102,74 @@ pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// The use-cases' settings.
 fn settings(config: &Config) -> Settings {
-    let secs = Duration::from_secs;
+    let lockout = &config.lockout;
     Settings {
-        session_ttl: secs(config.session_ttl_secs),
-        session_idle_timeout: secs(config.session_idle_timeout_secs),
-        challenge_ttl: secs(config.challenge_ttl_secs),
-        enrollment_ttl: secs(config.enrollment_ttl_secs),
-        max_sessions_per_user: config.max_sessions_per_user,
-        totp_issuer: config.totp_issuer.clone(),
-        totp_skew: u64::from(config.totp_skew),
+        session_ttl: config.sessions.ttl(),
+        session_idle_timeout: config.sessions.idle_timeout(),
+        challenge_ttl: config.sessions.challenge_ttl(),
+        enrollment_ttl: config.totp.enrollment_ttl(),
+        max_sessions_per_user: config.sessions.max_per_user,
+        totp_issuer: config.totp.issuer.clone(),
+        totp_skew: u64::from(config.totp.skew),
         password_policy: PasswordPolicy {
-            min_chars: config.password_min_length,
+            min_chars: config.passwords.min_length,
         },
         budget: BudgetPolicy {
-            threshold: config.lockout_threshold,
-            lock: secs(config.lockout_duration_secs),
-            max_lock: secs(config.lockout_max_duration_secs),
+            threshold: lockout.threshold,
+            lock: lockout.duration(),
+            max_lock: lockout.max_duration(),
             // No credential check outlives the per-call time limit, so three
             // of them is ample for a live call and short for a dead one.
-            lease: secs(config.request_timeout_secs.saturating_mul(3)),
+            lease: Duration::from_secs(config.server.request_timeout_secs.saturating_mul(3)),
         },
+    }
+}
+
+/// The guard layer's settings.
+fn guard_config(config: &Config) -> GuardConfig {
+    let limits = &config.rate_limits;
+    GuardConfig {
+        rate_limits: limits.enabled.then(|| RateLimits {
+            login: Bucket {
+                period: limits.login_period(),
+                burst: limits.login_burst,
+            },
+            second_factor: Bucket {
+                period: limits.second_factor_period(),
+                burst: limits.second_factor_burst,
+            },
+            register: Bucket {
+                period: limits.register_period(),
+                burst: limits.register_per_hour,
+            },
+        }),
+        max_in_flight: config.server.max_in_flight,
+        request_timeout: config.server.request_timeout(),
+        body_timeout: config.server.request_body_timeout(),
     }
 }
 
 /// Builds the use-cases over an open database.
 pub async fn build_service(
     config: &Config,
-    db: sea_orm::DatabaseConnection,
+    db: DatabaseConnection,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AuthService<SeaOrmStore>> {
-    let has_users = crate::storage::has_users(&db).await?;
-    let keys = keys::load(config, has_users)?;
-    let concurrency = config
-        .hash_concurrency
-        .unwrap_or_else(crate::config::cpu_limit);
+    let has_users = storage::has_users(&db).await?;
+    let keys = keys::load(&config.keys, &config.database.url, has_users)?;
+    let hashing = &config.hashing;
     let password_params = Argon2Params {
-        memory_kib: config.argon2_memory_kib,
-        iterations: config.argon2_iterations,
-        parallelism: config.argon2_parallelism,
+        memory_kib: hashing.memory_kib,
+        iterations: hashing.iterations,
+        parallelism: hashing.parallelism,
     };
     // Each worker's buffer must hold the largest parameters it computes.
     let memory_kib = password_params
         .memory_kib
         .max(Argon2Params::RECOVERY_CODE.memory_kib);
-    let pool = HashingPool::new(concurrency, config.hash_queue, memory_kib)
+    let pool = HashingPool::new(hashing.workers(), hashing.queue, memory_kib)
         .context("start hashing workers")?;
     let passwords =
         SecretHasher::new(pool.clone(), password_params).context("argon2 parameters")?;
@@ -154,21 +189,23 @@ pub async fn build_service(
 impl Application {
     /// Binds the listener, opens and migrates the database, loads keys.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        config.validate()?;
-        keys::require_for_postgres(&config)?;
-        let db = open_database(&config, config.migrate_on_start).await?;
-        let service = Arc::new(build_service(&config, db, clock).await?);
-        let listener = TcpListener::bind(config.listen)
+        validate(&config)?;
+        keys::require_for_postgres(&config.keys, &config.database.url)?;
+        let db = open_database(&config, config.database.migrate_on_start).await?;
+        let service = Arc::new(build_service(&config, db.clone(), clock).await?);
+        let listener = TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| format!("bind {}", config.listen))?;
+            .with_context(|| format!("bind {}", config.server.listen))?;
         let audit = config
-            .otel_exporter_otlp_endpoint
+            .telemetry
+            .otlp_endpoint
             .as_deref()
             .map(AuditTracer::new)
             .transpose()?;
         Ok(Self {
             listener,
             service,
+            db,
             config,
             audit,
         })
@@ -185,6 +222,7 @@ impl Application {
         let Self {
             listener,
             service,
+            db,
             config,
             audit,
         } = self;
@@ -201,14 +239,14 @@ impl Application {
             .build_v1alpha()
             .context("build reflection v1alpha")?;
 
-        let probe = tokio::spawn(watch_database(service.clone(), reporter.clone()));
+        let probe = tokio::spawn(watch_database(db, reporter.clone()));
         let sweeper = tokio::spawn(housekeeping::run(
             service.clone(),
-            Duration::from_secs(config.housekeeping_interval_secs),
+            config.database.housekeeping_interval(),
         ));
 
-        let guard = GuardLayer::new(config.guard()).context("rate limits")?;
-        if config.rate_limit_enabled && config.trusted_proxies.is_empty() {
+        let guard = GuardLayer::new(guard_config(&config)).context("rate limits")?;
+        if config.rate_limits.enabled && config.server.trusted_proxies.is_empty() {
             tracing::warn!(
                 "rate limits are on and WARDEN_TRUSTED_PROXIES is empty: behind a proxy or ingress every call would share one key"
             );
@@ -227,7 +265,7 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let trace = TraceLayer::new(config.trusted_proxies.clone(), audit.clone());
+        let trace = TraceLayer::new(config.server.trusted_proxies.clone(), audit.clone());
         let server = Server::builder()
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
@@ -251,7 +289,7 @@ impl Application {
                 probe.abort();
                 set_health(&reporter, ServingStatus::NotServing).await;
                 let _ = stop_tx.send(());
-                match tokio::time::timeout(Duration::from_secs(config.shutdown_grace_secs), &mut server).await {
+                match tokio::time::timeout(config.server.shutdown_grace(), &mut server).await {
                     Ok(result) => result.context("serve"),
                     Err(_) => {
                         tracing::warn!("grace period over with calls still in flight");
@@ -272,15 +310,14 @@ impl Application {
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
+    reporter.set_service_status(HEALTH_SERVICE, status).await;
 }
 
 /// Turns health NOT_SERVING while the database does not answer.
-async fn watch_database(service: Arc<AuthService<SeaOrmStore>>, reporter: HealthReporter) {
+async fn watch_database(db: DatabaseConnection, reporter: HealthReporter) {
     let mut serving = true;
     loop {
         tokio::time::sleep(HEALTH_PROBE_INTERVAL).await;
-        let db = service.store().connection();
         let ok = tokio::time::timeout(Duration::from_secs(2), db.execute_unprepared("SELECT 1"))
             .await
             .is_ok_and(|r| r.is_ok());
@@ -306,8 +343,8 @@ async fn watch_database(service: Arc<AuthService<SeaOrmStore>>, reporter: Health
 
 /// `warden rotate-keys`: re-encrypts every TOTP secret under the primary key.
 pub async fn rotate_keys_command(config: &Config) -> anyhow::Result<()> {
-    config.validate()?;
-    let db = open_database(config, config.migrate_on_start).await?;
+    validate(config)?;
+    let db = open_database(config, config.database.migrate_on_start).await?;
     let service = build_service(config, db, Arc::new(crate::domain::clock::SystemClock)).await?;
     let changed = service.rotate_keys().await?;
     println!("re-encrypted {changed} secrets");

@@ -9,7 +9,7 @@ use data_encoding::BASE64;
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
-use crate::config::Config;
+use crate::config::KeySettings;
 use crate::crypto::keyring::{KeyRing, decode_key};
 use crate::crypto::random_bytes;
 use crate::crypto::tokens::TokenKey;
@@ -61,10 +61,8 @@ pub fn dev_key_path(database_url: &str) -> Option<PathBuf> {
 
 /// Refuses, before any connection is made, a PostgreSQL configuration
 /// without keys: development keys exist only for SQLite.
-pub fn require_for_postgres(config: &Config) -> anyhow::Result<()> {
-    let missing = (config.keys.is_none() && config.keys_file.is_none())
-        || (config.token_key.is_none() && config.token_key_file.is_none());
-    if missing && Backend::of_url(&config.database_url) == Some(Backend::Postgres) {
+pub fn require_for_postgres(keys: &KeySettings, database_url: &str) -> anyhow::Result<()> {
+    if !keys.are_configured() && Backend::of_url(database_url) == Some(Backend::Postgres) {
         bail!(
             "WARDEN_KEYS and WARDEN_TOKEN_KEY are required with PostgreSQL; development keys exist only for SQLite"
         );
@@ -76,14 +74,14 @@ pub fn require_for_postgres(config: &Config) -> anyhow::Result<()> {
 /// a development key file next to the database is used, created only while
 /// the database has no users (so existing secrets are never orphaned by a
 /// fresh key). PostgreSQL never gets generated keys.
-pub fn load(config: &Config, database_has_users: bool) -> anyhow::Result<Keys> {
-    let keys = configured(&config.keys, &config.keys_file, "WARDEN_KEYS")?;
-    let token = configured(
-        &config.token_key,
-        &config.token_key_file,
-        "WARDEN_TOKEN_KEY",
-    )?;
-    let primary = config.primary_key_id.as_deref();
+pub fn load(
+    settings: &KeySettings,
+    database_url: &str,
+    database_has_users: bool,
+) -> anyhow::Result<Keys> {
+    let keys = configured(&settings.ring, &settings.ring_file, "WARDEN_KEYS")?;
+    let token = configured(&settings.token, &settings.token_file, "WARDEN_TOKEN_KEY")?;
+    let primary = settings.primary_key_id.as_deref();
     match (keys, token) {
         (Some(keys), Some(token)) => {
             return build(keys.expose_secret(), token.expose_secret(), primary);
@@ -93,8 +91,8 @@ pub fn load(config: &Config, database_has_users: bool) -> anyhow::Result<Keys> {
         }
         (None, None) => {}
     }
-    require_for_postgres(config)?;
-    let Some(path) = dev_key_path(&config.database_url) else {
+    require_for_postgres(settings, database_url)?;
+    let Some(path) = dev_key_path(database_url) else {
         // An in-memory database lives and dies with the process; so do its keys.
         tracing::warn!("using ephemeral development keys for an in-memory database");
         let (keys, token) = fresh_dev_keys();

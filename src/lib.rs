@@ -11,5 +11,6 @@ pub mod domain;
 pub mod grpc;
 pub mod housekeeping;
 pub mod keys;
+pub mod net;
 pub mod storage;
 pub mod telemetry;

@@ -18,8 +18,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let endpoint = cli.config.otel_exporter_otlp_endpoint.clone();
-        let telemetry = warden::telemetry::init(cli.config.log_format, endpoint.as_deref())?;
+        let telemetry = warden::telemetry::init(&cli.config.telemetry)?;
         let outcome = run(cli).await;
         telemetry.shutdown().await;
         outcome

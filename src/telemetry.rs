@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TelemetrySettings};
 
 /// The instrumentation scope of Warden's spans.
 pub const SCOPE: &str = "warden";
@@ -112,11 +112,11 @@ impl TelemetryGuard {
 }
 
 /// Installs the global subscriber: logs at the `RUST_LOG` level (default
-/// `info`) and, with an endpoint, RPC spans to OTLP whatever `RUST_LOG` says.
-/// Call inside the runtime.
-pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+/// `info`) in the configured format and, with an endpoint, RPC spans to
+/// OTLP whatever `RUST_LOG` says. Call inside the runtime.
+pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = match format {
+    let logs = match settings.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
@@ -127,7 +127,11 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Te
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = otlp_endpoint.map(|e| provider(e, None)).transpose()?;
+    let provider = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(|e| provider(e, None))
+        .transpose()?;
     let traces = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(SCOPE))

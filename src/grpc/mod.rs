@@ -5,6 +5,7 @@ mod auth;
 pub mod client_address;
 pub mod codec;
 pub mod guard;
+pub mod rpc;
 pub mod status;
 pub mod trace;
 

@@ -15,15 +15,13 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::client_address::{Cidr, ClientAddress, end_user};
+use super::client_address::{ClientAddress, end_user};
+use super::rpc::{Method, SERVICE_NAME};
 use super::status;
 use crate::domain::audit::{self, AuditEvent, AuditRecord, Outcome};
+use crate::net::Cidr;
 use crate::telemetry::{AuditTracer, RPC_TARGET};
 use tonic::transport::server::TcpConnectInfo;
-
-/// The service whose calls get spans.
-pub const SERVICE: &str = "warden.v1.AuthService";
-const PREFIX: &str = "/warden.v1.AuthService/";
 
 /// Reads W3C trace context from request headers.
 struct Headers<'a>(&'a http::HeaderMap);
@@ -166,7 +164,10 @@ where
             }
             request.extensions_mut().insert(client);
         }
-        let Some(method) = request.uri().path().strip_prefix(PREFIX).map(str::to_owned) else {
+        // Only AuthService calls get spans; an unknown method keeps the name
+        // its path gave.
+        let Some(method) = Method::from_path(request.uri().path()).map(|m| m.name().to_owned())
+        else {
             return Box::pin(inner.call(request));
         };
         let client = request
@@ -176,10 +177,10 @@ where
         let span = tracing::info_span!(
             target: RPC_TARGET,
             "rpc",
-            otel.name = format!("{SERVICE}/{method}"),
+            otel.name = format!("{SERVICE_NAME}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = SERVICE,
+            rpc.service = SERVICE_NAME,
             rpc.method = method.as_str(),
             client.address = client.as_deref(),
             rpc.grpc.status_code = tracing::field::Empty,

@@ -222,8 +222,8 @@ fn assert_timed_out_or_reset(endings: &[Ending]) {
 /// streams held slots, everyone else would get OVERLOADED.
 async fn start_small() -> TestServer {
     TestServer::start_with(|c| {
-        c.max_in_flight = 8;
-        c.request_body_timeout_secs = 2;
+        c.server.max_in_flight = 8;
+        c.server.request_body_timeout_secs = 2;
     })
     .await
 }
@@ -360,7 +360,7 @@ async fn an_unsupported_grpc_encoding_is_invalid_request_and_not_echoed() {
 
 #[tokio::test]
 async fn a_client_deadline_that_passes_is_deadline_exceeded_timeout_not_cancelled() {
-    let server = TestServer::start_with(|c| c.request_body_timeout_secs = 30).await;
+    let server = TestServer::start_with(|c| c.server.request_body_timeout_secs = 30).await;
     let addr = server.addr;
     let raw = raw_connection(addr).await;
     let send = raw.send.clone().ready().await.expect("ready");
@@ -425,8 +425,8 @@ async fn a_client_ignoring_the_stream_limit_has_the_excess_refused() {
     // The accepted streams must still be open when the victim calls: give
     // them far longer than the test needs.
     let mut server = TestServer::start_with(|c| {
-        c.max_in_flight = 8;
-        c.request_body_timeout_secs = 60;
+        c.server.max_in_flight = 8;
+        c.server.request_body_timeout_secs = 60;
     })
     .await;
     let (_, token) = server.signed_in("carol", PASSWORD).await;

@@ -121,7 +121,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 
 #[tokio::test]
 async fn login_rejects_only_empty_or_oversized_passwords_before_hashing() {
-    let mut server = TestServer::start_with(|c| c.password_min_length = 20).await;
+    let mut server = TestServer::start_with(|c| c.passwords.min_length = 20).await;
     server.register("frank", "twenty one characters!").await;
 
     let empty = server.login("frank", "").await.unwrap_err();
@@ -168,7 +168,7 @@ async fn hashes_are_upgraded_at_the_next_login_when_parameters_change() {
     server.register("henry", PASSWORD).await;
     let db = server.stop().await;
     let mut config = crate::helpers::test_config(&db);
-    config.argon2_memory_kib = 512;
+    config.hashing.memory_kib = 512;
     let hashes_with = |m: u32| {
         format!("SELECT count(*) FROM users WHERE password_hash LIKE '$argon2id$v=19$m={m},%'")
     };

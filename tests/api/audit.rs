@@ -105,7 +105,7 @@ async fn spans_until(trace_id: &str, check: impl Fn(&[ExportedSpan]) -> bool) ->
 #[tokio::test]
 async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
     let server =
-        TestServer::start_with(|c| c.otel_exporter_otlp_endpoint = Some(collector().url())).await;
+        TestServer::start_with(|c| c.telemetry.otlp_endpoint = Some(collector().url())).await;
     let trace = CallerTrace::new();
     let mut client = trace.client(server.channel().await);
     let mut secrets: Vec<String> = vec![PASSWORD.into(), "a brand new passphrase".into()];
@@ -419,8 +419,8 @@ async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
 #[tokio::test]
 async fn rate_limited_calls_are_audited() {
     let server = TestServer::start_with(|c| {
-        c.otel_exporter_otlp_endpoint = Some(collector().url());
-        c.rate_limit_enabled = true;
+        c.telemetry.otlp_endpoint = Some(collector().url());
+        c.rate_limits.enabled = true;
     })
     .await;
     let trace = CallerTrace::new();
@@ -457,6 +457,7 @@ async fn spans_of_the_last_calls_are_flushed_on_sigterm() {
             "WARDEN_KEYS",
             config
                 .keys
+                .ring
                 .as_ref()
                 .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
                 .unwrap(),
@@ -464,7 +465,8 @@ async fn spans_of_the_last_calls_are_flushed_on_sigterm() {
         .env(
             "WARDEN_TOKEN_KEY",
             config
-                .token_key
+                .keys
+                .token
                 .as_ref()
                 .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
                 .unwrap(),

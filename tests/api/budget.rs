@@ -223,9 +223,9 @@ async fn replicas_share_one_budget_for_right_and_wrong_answers() {
 async fn a_login_cancelled_mid_check_gives_its_attempt_back() {
     // A slow hash, so the cancellation lands while the password is checked.
     let mut server = TestServer::start_with(|c| {
-        c.argon2_memory_kib = 65_536;
-        c.argon2_iterations = 4;
-        c.lockout_duration_secs = 60;
+        c.hashing.memory_kib = 65_536;
+        c.hashing.iterations = 4;
+        c.lockout.duration_secs = 60;
     })
     .await;
     server.register("joe", PASSWORD).await;
@@ -270,9 +270,9 @@ async fn a_login_cancelled_mid_check_gives_its_attempt_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_a_full_hashing_queue_logins_are_sessions_or_overloaded_and_leak_nothing() {
     let mut server = TestServer::start_with(|c| {
-        c.hash_concurrency = Some(1);
-        c.hash_queue = 1;
-        c.argon2_memory_kib = 8_192;
+        c.hashing.concurrency = Some(1);
+        c.hashing.queue = 1;
+        c.hashing.memory_kib = 8_192;
     })
     .await;
     let names = ["kay-a", "kay-b", "kay-c", "kay-d", "kay-e"];
@@ -396,7 +396,7 @@ async fn a_reservation_left_by_a_killed_process_stops_counting_after_its_lease()
 
 #[tokio::test]
 async fn housekeeping_keeps_a_raised_lock_level_until_a_completed_login() {
-    let mut server = TestServer::start_with(|c| c.housekeeping_interval_secs = 1).await;
+    let mut server = TestServer::start_with(|c| c.database.housekeeping_interval_secs = 1).await;
     let (_, token) = server.signed_in("mia", PASSWORD).await;
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
     let wrong_codes = async |server: &mut TestServer, n: usize| {

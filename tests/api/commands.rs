@@ -42,7 +42,7 @@ async fn rotate_keys_re_encrypts_and_logins_work_without_the_old_key() {
     let first = warden(&db, &["rotate-keys"], &both);
     let second = warden(&db, &["rotate-keys"], &both);
     let mut config = test_config(&db);
-    config.keys = Some(format!("k2:{}", key(3)).into());
+    config.keys.ring = Some(format!("k2:{}", key(3)).into());
     let mut server = TestServer::start_on(db, config).await;
     server.clock.advance(Duration::from_secs(30));
     let challenge = server

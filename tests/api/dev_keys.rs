@@ -19,8 +19,8 @@ async fn sqlite_without_keys_creates_a_private_key_file_and_reuses_it() {
         return; // The rule is SQLite's; PostgreSQL has its own test below.
     }
     let mut config = test_config(&db);
-    config.keys = None;
-    config.token_key = None;
+    config.keys.ring = None;
+    config.keys.token = None;
     let key_file = db.dir().join("warden.db.dev-keys");
 
     let mut server = TestServer::start_on(db, config.clone()).await;
@@ -47,8 +47,8 @@ async fn sqlite_with_users_and_no_key_file_refuses_to_start_naming_the_file() {
         return;
     }
     let mut config = test_config(&db);
-    config.keys = None;
-    config.token_key = None;
+    config.keys.ring = None;
+    config.keys.token = None;
     let key_file = db.dir().join("warden.db.dev-keys");
     let mut server = TestServer::start_on(db, config).await;
     server.register("bob", PASSWORD).await;

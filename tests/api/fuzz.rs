@@ -101,7 +101,7 @@ fn request(rpc: usize, a: String, b: String, c: String) -> Vec<u8> {
 #[test]
 fn arbitrary_requests_get_contract_statuses_and_the_server_keeps_serving() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime.block_on(TestServer::start_with(|c| c.lockout_threshold = 1_000_000));
+    let server = runtime.block_on(TestServer::start_with(|c| c.lockout.threshold = 1_000_000));
     let channel = runtime.block_on(server.channel());
     let config = ProptestConfig {
         cases: 192,

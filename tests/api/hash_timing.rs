@@ -34,17 +34,17 @@ async fn raising_iterations_does_not_make_dormant_names_answer_faster() {
     // on the same database (the stored hash stays t=2: nobody logs in).
     let lenient = 1_000;
     let mut server = TestServer::start_with(|c| {
-        c.argon2_memory_kib = MEMORY_KIB;
-        c.argon2_iterations = 2;
-        c.lockout_threshold = lenient;
+        c.hashing.memory_kib = MEMORY_KIB;
+        c.hashing.iterations = 2;
+        c.lockout.threshold = lenient;
     })
     .await;
     server.register("dormant", PASSWORD).await;
     let db = server.stop().await;
     let mut config = test_config(&db);
-    config.argon2_memory_kib = MEMORY_KIB;
-    config.argon2_iterations = 4;
-    config.lockout_threshold = lenient;
+    config.hashing.memory_kib = MEMORY_KIB;
+    config.hashing.iterations = 4;
+    config.lockout.threshold = lenient;
     let mut server = TestServer::start_on(db, config).await;
 
     // Act: interleave the two kinds of call, alternating which goes first,

@@ -311,17 +311,17 @@ pub fn test_config(db: &TestDatabase) -> Config {
     let mut config = Cli::try_parse_from(["warden"])
         .expect("default configuration")
         .config;
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.database_url = db.url.clone();
-    config.argon2_memory_kib = 256;
-    config.argon2_iterations = 1;
-    config.db_max_connections = 8;
-    config.housekeeping_interval_secs = 3600;
-    config.shutdown_grace_secs = 5;
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.database.url = db.url.clone();
+    config.hashing.memory_kib = 256;
+    config.hashing.iterations = 1;
+    config.database.max_connections = 8;
+    config.database.housekeeping_interval_secs = 3600;
+    config.server.shutdown_grace_secs = 5;
     // Every test call comes from 127.0.0.1; the rate-limit suite turns them on.
-    config.rate_limit_enabled = false;
-    config.keys = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
-    config.token_key = Some(BASE64.encode(&[2u8; 32]).into());
+    config.rate_limits.enabled = false;
+    config.keys.ring = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
+    config.keys.token = Some(BASE64.encode(&[2u8; 32]).into());
     config
 }
 
@@ -934,8 +934,8 @@ impl ServerProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("WARDEN_DATABASE_URL", &db.url)
             .env("WARDEN_LISTEN", "127.0.0.1:0")
-            .env("WARDEN_KEYS", secret(&config.keys))
-            .env("WARDEN_TOKEN_KEY", secret(&config.token_key))
+            .env("WARDEN_KEYS", secret(&config.keys.ring))
+            .env("WARDEN_TOKEN_KEY", secret(&config.keys.token))
             .env("WARDEN_ARGON2_MEMORY_KIB", "256")
             .env("WARDEN_ARGON2_ITERATIONS", "1")
             .env("WARDEN_RATE_LIMIT_ENABLED", "false")

@@ -6,7 +6,7 @@ use crate::helpers::{PASSWORD, TestServer, count};
 
 #[tokio::test]
 async fn housekeeping_deletes_expired_rows_and_keeps_live_ones() {
-    let mut server = TestServer::start_with(|c| c.housekeeping_interval_secs = 1).await;
+    let mut server = TestServer::start_with(|c| c.database.housekeeping_interval_secs = 1).await;
     let (_, token) = server.signed_in("alice", PASSWORD).await;
     server.enable_totp(&token, PASSWORD).await;
     server.login_challenge("alice", PASSWORD).await;

@@ -78,7 +78,7 @@ async fn health_and_calls_follow_the_database() {
     let (host_port, path) = rest.split_once('/').unwrap();
     let relay = Relay::start(host_port.to_owned()).await;
     let mut config = test_config(&db);
-    config.database_url = format!("{scheme_and_user}@127.0.0.1:{}/{path}", relay.port);
+    config.database.url = format!("{scheme_and_user}@127.0.0.1:{}/{path}", relay.port);
     let mut server = TestServer::start_on(db, config).await;
     let healthy_at_start = serving(&server).await;
 

@@ -23,9 +23,9 @@ fn forwarded(username: &str, xff: &str) -> Request<pb::LoginRequest> {
 async fn start_limited(trusted: &[&str]) -> TestServer {
     let trusted: Vec<_> = trusted.iter().map(|c| c.parse().unwrap()).collect();
     TestServer::start_with(|c| {
-        c.rate_limit_enabled = true;
-        c.lockout_threshold = 1000;
-        c.trusted_proxies = trusted;
+        c.rate_limits.enabled = true;
+        c.lockout.threshold = 1000;
+        c.server.trusted_proxies = trusted;
     })
     .await
 }

@@ -18,7 +18,7 @@ fn spelling(code: &str, variant: usize) -> String {
 
 #[tokio::test]
 async fn each_recovery_code_works_once_in_any_spelling_and_the_count_falls() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (user_id, token) = server.signed_in("alice", PASSWORD).await;
     let (_, codes) = server.enable_totp(&token, PASSWORD).await;
 
@@ -60,7 +60,7 @@ async fn each_recovery_code_works_once_in_any_spelling_and_the_count_falls() {
 
 #[tokio::test]
 async fn concurrent_use_of_one_recovery_code_succeeds_once() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (_, token) = server.signed_in("bob", PASSWORD).await;
     let (_, codes) = server.enable_totp(&token, PASSWORD).await;
     let mut challenges = Vec::new();
@@ -95,7 +95,7 @@ async fn concurrent_use_of_one_recovery_code_succeeds_once() {
 
 #[tokio::test]
 async fn recovery_codes_are_checked_in_the_contract_order_and_only_for_their_owner() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (_, alice) = server.signed_in("alice", PASSWORD).await;
     let (_, bob) = server.signed_in("bob", PASSWORD).await;
     server.enable_totp(&alice, PASSWORD).await;

@@ -118,8 +118,8 @@ async fn bearer_metadata_must_be_one_well_formed_value() {
 #[tokio::test]
 async fn sessions_end_at_their_absolute_lifetime() {
     let mut server = TestServer::start_with(|c| {
-        c.session_ttl_secs = 600;
-        c.session_idle_timeout_secs = 500;
+        c.sessions.ttl_secs = 600;
+        c.sessions.idle_timeout_secs = 500;
     })
     .await;
     let (_, token) = server.signed_in("erin", PASSWORD).await;
@@ -138,7 +138,7 @@ async fn sessions_end_at_their_absolute_lifetime() {
 
 #[tokio::test]
 async fn sessions_end_after_the_idle_timeout_and_use_keeps_them_alive() {
-    let mut server = TestServer::start_with(|c| c.session_idle_timeout_secs = 100).await;
+    let mut server = TestServer::start_with(|c| c.sessions.idle_timeout_secs = 100).await;
     let (_, token) = server.signed_in("frank", PASSWORD).await;
 
     server.clock.advance(Duration::from_secs(60));
@@ -155,7 +155,7 @@ async fn sessions_end_after_the_idle_timeout_and_use_keeps_them_alive() {
 
 #[tokio::test]
 async fn issuing_more_sessions_than_the_cap_ends_the_oldest() {
-    let mut server = TestServer::start_with(|c| c.max_sessions_per_user = 2).await;
+    let mut server = TestServer::start_with(|c| c.sessions.max_per_user = 2).await;
     server.register("grace", PASSWORD).await;
     let first = server.login_session("grace", PASSWORD).await;
     server.clock.advance(Duration::from_secs(1));

@@ -84,7 +84,7 @@ async fn user_with_totp(server: &mut TestServer, name: &str) -> (String, Vec<u8>
 
 #[tokio::test]
 async fn every_step_up_call_refuses_bad_credentials_in_order_and_changes_nothing() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     for (i, action) in ACTIONS.into_iter().enumerate() {
         let name = format!("user{i}");
         let (token, secret, codes) = user_with_totp(&mut server, &name).await;
@@ -203,7 +203,7 @@ async fn every_step_up_call_refuses_bad_credentials_in_order_and_changes_nothing
 
 #[tokio::test]
 async fn disable_totp_and_change_password_end_other_sessions_but_not_the_callers() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     for action in [Action::Disable, Action::Change, Action::Regenerate] {
         let name = format!("{action:?}").to_lowercase();
         let (token, secret, _) = user_with_totp(&mut server, &name).await;
@@ -257,7 +257,7 @@ async fn disable_totp_and_change_password_end_other_sessions_but_not_the_callers
 
 #[tokio::test]
 async fn regenerated_codes_replace_the_old_ones() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (token, _, old) = user_with_totp(&mut server, "alice").await;
 
     let new = call(
@@ -335,7 +335,7 @@ async fn totp_actions_need_totp_enabled() {
 
 #[tokio::test]
 async fn disable_totp_and_delete_account_leave_nothing_behind() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (disabler, _) = server.signed_in("dave", PASSWORD).await;
     let dave = server.login_session("dave", PASSWORD).await.token;
     let (dave_secret, _) = server.enable_totp(&dave, PASSWORD).await;

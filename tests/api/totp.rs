@@ -72,7 +72,7 @@ async fn the_full_two_factor_flow_works_and_codes_work_once() {
 
 #[tokio::test]
 async fn the_server_accepts_exactly_the_codes_of_an_independent_implementation() {
-    let mut server = TestServer::start_with(|c| c.totp_skew = 0).await;
+    let mut server = TestServer::start_with(|c| c.totp.skew = 0).await;
     let (_, token) = server.signed_in("bob", PASSWORD).await;
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
 
@@ -172,7 +172,7 @@ async fn codes_must_be_exactly_six_ascii_digits() {
 
 #[tokio::test]
 async fn concurrent_use_of_one_code_on_many_challenges_succeeds_once() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (_, token) = server.signed_in("erin", PASSWORD).await;
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
     server.clock.advance(STEP);
@@ -209,7 +209,7 @@ async fn concurrent_use_of_one_code_on_many_challenges_succeeds_once() {
 
 #[tokio::test]
 async fn enrolment_returns_a_scannable_qr_code_of_the_uri() {
-    let mut server = TestServer::start_with(|c| c.totp_issuer = "Acme Corp".into()).await;
+    let mut server = TestServer::start_with(|c| c.totp.issuer = "Acme Corp".into()).await;
     let (_, token) = server.signed_in("frank", PASSWORD).await;
 
     let enrollment = server.enroll(&token, PASSWORD).await;
@@ -240,7 +240,7 @@ async fn enrolment_returns_a_scannable_qr_code_of_the_uri() {
 
 #[tokio::test]
 async fn enrolment_states_show_in_get_account_and_follow_the_contract() {
-    let mut server = TestServer::start_with(|c| c.enrollment_ttl_secs = 120).await;
+    let mut server = TestServer::start_with(|c| c.totp.enrollment_ttl_secs = 120).await;
     let (_, token) = server.signed_in("grace", PASSWORD).await;
     let account = |server: &mut TestServer, token: String| {
         let mut client = server.client.clone();
@@ -384,7 +384,7 @@ async fn enrolment_needs_a_session_and_the_password() {
 
 #[tokio::test]
 async fn challenges_are_not_sessions_and_die_after_five_wrong_codes() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (_, token) = server.signed_in("judy", PASSWORD).await;
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
     server.clock.advance(STEP);
@@ -496,7 +496,7 @@ async fn the_database_holds_no_secret_code_or_token_in_clear() {
 
 #[tokio::test]
 async fn a_secret_moved_to_another_row_or_purpose_does_not_decrypt() {
-    let mut server = TestServer::start_with(|c| c.lockout_threshold = 100).await;
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
     let (victim, victim_token) = server.signed_in("victim", PASSWORD).await;
     let (attacker, attacker_token) = server.signed_in("attacker", PASSWORD).await;
     let (victim_secret, _) = server.enable_totp(&victim_token, PASSWORD).await;

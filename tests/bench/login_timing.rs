@@ -32,9 +32,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut server = TestServer::start_with(|c| {
-            c.argon2_memory_kib = 19_456;
-            c.argon2_iterations = 2;
-            c.lockout_threshold = 1_000_000;
+            c.hashing.memory_kib = 19_456;
+            c.hashing.iterations = 2;
+            c.lockout.threshold = 1_000_000;
         })
         .await;
         server.register("alice", PASSWORD).await;
