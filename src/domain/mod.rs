@@ -81,11 +81,6 @@ fn totp_aad(user: UserId, purpose: SecretPurpose) -> Vec<u8> {
 }
 
 impl<S: Store> AuthService<S> {
-    /// The store, for assembly's maintenance commands.
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     /// Assembles the use-cases.
     pub fn new(
         store: S,
