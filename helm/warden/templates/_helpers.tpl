@@ -70,7 +70,14 @@ Name of the Secret holding the sensitive settings.
 {{- end }}
 
 {{/*
-Environment shared by the server and the migration Job.
+Settings the chart sets itself and refuses in .Values.config.
+*/}}
+{{- define "warden.ownedEnv" -}}
+{{- list "WARDEN_LISTEN" "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB" "WARDEN_MIGRATE_ON_START" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" "WARDEN_TLS_CLIENT_CA_FILE" "WARDEN_HEALTH_LISTEN" "WARDEN_HTTP_LISTEN" | toJson -}}
+{{- end }}
+
+{{/*
+Environment shared by the server, the migration init container and the Job.
 */}}
 {{- define "warden.env" -}}
 - name: WARDEN_DATABASE_URL
@@ -92,9 +99,10 @@ Environment shared by the server and the migration Job.
   value: {{ include "warden.hashConcurrency" . | quote }}
 - name: WARDEN_ARGON2_MEMORY_KIB
   value: {{ .Values.hashing.argon2MemoryKib | int | quote }}
+{{- $owned := include "warden.ownedEnv" . | fromJsonArray }}
 {{- range $name, $value := .Values.config }}
-{{- if has $name (list "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB") }}
-{{- fail (printf "set %s through hashing.*, not config (the memory limit is derived from it)" $name) }}
+{{- if has $name $owned }}
+{{- fail (printf "%s is set by the chart (see values.yaml: hashing, migrations, tls, health, metrics); do not set it in config" $name) }}
 {{- end }}
 - name: {{ $name }}
   value: {{ $value | quote }}
@@ -102,6 +110,45 @@ Environment shared by the server and the migration Job.
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Migration mode, checked.
+*/}}
+{{- define "warden.migrationMode" -}}
+{{- $mode := .Values.migrations.mode | default "onStart" -}}
+{{- if not (has $mode (list "onStart" "initContainer" "job")) -}}
+{{- fail (printf "migrations.mode must be onStart, initContainer or job, not %q" $mode) -}}
+{{- end -}}
+{{- $mode -}}
+{{- end }}
+
+{{/*
+Name of the TLS Secret.
+*/}}
+{{- define "warden.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "warden.fullname" .)) }}
+{{- end }}
+
+{{/*
+"true" when the plaintext health listener is on (always with TLS).
+*/}}
+{{- define "warden.healthEnabled" -}}
+{{- if or .Values.health.enabled .Values.tls.enabled }}true{{ end -}}
+{{- end }}
+
+{{/*
+The server's probes' gRPC port: the health listener when it is on.
+*/}}
+{{- define "warden.probePort" -}}
+{{- if include "warden.healthEnabled" . }}{{ .Values.health.port }}{{ else }}50051{{ end -}}
+{{- end }}
+
+{{/*
+Replica floor, for the PodDisruptionBudget.
+*/}}
+{{- define "warden.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas | int }}{{ else }}{{ .Values.replicaCount | int }}{{ end -}}
 {{- end }}
 
 {{/*

