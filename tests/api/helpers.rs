@@ -658,14 +658,23 @@ impl TestServer {
             .into_inner()
     }
 
-    /// Whether `token` is a live session.
+    /// Whether `token` is a live session: true when ValidateSession accepts
+    /// it, false only when it answers SESSION_INVALID (any other failure,
+    /// e.g. INTERNAL or UNAVAILABLE, panics rather than reading as "ended").
     pub async fn is_live(&mut self, token: &str) -> bool {
-        self.client
+        let answer = self
+            .client
             .validate_session(pb::ValidateSessionRequest {
                 token: token.into(),
             })
-            .await
-            .is_ok()
+            .await;
+        match answer {
+            Ok(_) => true,
+            Err(status) => {
+                assert_status(&status, Code::Unauthenticated, "SESSION_INVALID");
+                false
+            }
+        }
     }
 }
 
@@ -770,19 +779,6 @@ pub async fn serving(server: &TestServer) -> bool {
             r.into_inner().status
                 == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         })
-}
-
-/// Awaits racing calls and counts the winners; every loser must have been
-/// answered like a wrong code.
-pub async fn winners<T>(calls: Vec<JoinHandle<Result<T, Status>>>) -> usize {
-    let mut wins = 0;
-    for call in calls {
-        match call.await.expect("call task") {
-            Ok(_) => wins += 1,
-            Err(status) => assert_status(&status, Code::Unauthenticated, "INVALID_CREDENTIALS"),
-        }
-    }
-    wins
 }
 
 /// A direct connection for test set-up and inspection. Statement logging is
