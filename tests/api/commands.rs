@@ -7,7 +7,7 @@ use data_encoding::BASE64;
 use warden::grpc::pb;
 
 use crate::helpers::{
-    PASSWORD, TestDatabase, TestServer, execute_sql, independent_totp, test_config,
+    PASSWORD, TestDatabase, TestServer, execute_sql, independent_totp, logs, test_config,
 };
 
 fn key(byte: u8) -> String {
@@ -88,8 +88,11 @@ async fn a_newer_schema_starts_with_a_warning_but_migrate_refuses() {
         &["migrate"],
         &[("WARDEN_KEYS", format!("k1:{}", key(1)))],
     );
+    let warning = "the database schema is newer than this binary; running without migrating";
+    let warned_before = logs().matches(warning).count();
     let config = test_config(&db);
     let mut server = TestServer::start_on(db, config).await;
+    let warned = logs().matches(warning).count() - warned_before;
     let registered = server
         .client
         .register(pb::RegisterRequest {
@@ -100,6 +103,7 @@ async fn a_newer_schema_starts_with_a_warning_but_migrate_refuses() {
 
     assert!(!migrate.status.success());
     assert!(String::from_utf8_lossy(&migrate.stderr).contains("newer"));
+    assert!(warned >= 1, "the start logged the newer-schema warning");
     assert!(registered.is_ok(), "the server still serves");
     server.stop().await;
 }

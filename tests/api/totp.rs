@@ -79,6 +79,17 @@ async fn the_server_accepts_exactly_the_codes_of_an_independent_implementation()
     for _ in 0..3 {
         server.clock.advance(STEP * 7 + Duration::from_secs(11));
         let challenge = server.login_challenge("bob", PASSWORD).await;
+        // At skew 0 the codes of the neighbouring steps are refused.
+        for neighbour in [server.now() - 30, server.now() + 30] {
+            let refused = server
+                .verify_challenge(
+                    &challenge.challenge_token,
+                    &independent_totp(&secret, neighbour),
+                )
+                .await
+                .unwrap_err();
+            assert_status(&refused, Code::Unauthenticated, "INVALID_CREDENTIALS");
+        }
         let session = server
             .verify_challenge(
                 &challenge.challenge_token,
@@ -642,6 +653,50 @@ async fn challenges_are_not_sessions_and_die_after_five_wrong_codes() {
     assert_status(&as_session, Code::Unauthenticated, "SESSION_INVALID");
     assert_status(&dead, Code::Unauthenticated, "CHALLENGE_INVALID");
     assert_status(&expired, Code::Unauthenticated, "CHALLENGE_INVALID");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn four_wrong_codes_leave_a_challenge_alive_and_badly_shaped_ones_cost_nothing() {
+    // The default budget of 5: malformed codes must use neither it nor the
+    // challenge's five tries.
+    let mut server = TestServer::start().await;
+    let (_, token) = server.signed_in("kate", PASSWORD).await;
+    let (secret, _) = server.enable_totp(&token, PASSWORD).await;
+    server.clock.advance(STEP);
+    let challenge = server
+        .login_challenge("kate", PASSWORD)
+        .await
+        .challenge_token;
+    let right = independent_totp(&secret, server.now());
+    let wrong = wrong_code(&right);
+
+    for _ in 0..3 {
+        for code in ["12345", "+12345", "１２３４５６", ""] {
+            let err = server.verify_challenge(&challenge, code).await.unwrap_err();
+            assert_invalid(&err, "code");
+        }
+        for code in ["!!!!-!!!!-!!!!-!!!!", "123456", "UUUU-UUUU-UUUU-UUUU"] {
+            let err = server
+                .use_recovery_code(&challenge, code)
+                .await
+                .unwrap_err();
+            assert_invalid(&err, "code");
+        }
+    }
+    for _ in 0..4 {
+        let err = server
+            .verify_challenge(&challenge, wrong)
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    }
+    let session = server.verify_challenge(&challenge, &right).await;
+
+    assert!(
+        session.is_ok(),
+        "4 wrong codes and any number of malformed ones leave the challenge alive: {session:?}"
+    );
     server.stop().await;
 }
 
