@@ -126,6 +126,11 @@ impl Collector {
         format!("http://{}", self.addr)
     }
 
+    /// Every span received so far, from every test in this process.
+    pub fn all_spans(&self) -> Vec<ExportedSpan> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Every span received so far with this trace id.
     pub fn spans_of(&self, trace_id: &str) -> Vec<ExportedSpan> {
         self.spans
@@ -905,11 +910,23 @@ pub fn audit_events(event: &str, user_id: &str) -> usize {
 }
 
 /// The real `warden` binary serving on a port of its own; killed with
-/// SIGKILL when dropped.
+/// SIGKILL when dropped. Everything it writes to stderr is kept.
 pub struct ServerProcess {
     /// Where it listens.
     pub address: String,
     child: std::process::Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The listening address in a start-up line, text (`address=…`) or JSON
+/// (`"address":"…"`).
+fn listening_address(line: &str) -> Option<String> {
+    if let Some(rest) = line.split("\"address\":\"").nth(1) {
+        return rest.split('"').next().map(str::to_owned);
+    }
+    line.split("address=")
+        .nth(1)
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
 impl ServerProcess {
@@ -942,18 +959,27 @@ impl ServerProcess {
         }
         let mut child = command.spawn().expect("start warden");
         let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let kept = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let sink = kept.clone();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(address) = line.split("address=").nth(1) {
-                    let _ = tx.send(address.trim().to_owned());
+                if let Some(address) = listening_address(&line) {
+                    let _ = tx.send(address);
                 }
+                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                all.push_str(&line);
+                all.push('\n');
             }
         });
         let address = rx
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the server reports its address");
-        Self { address, child }
+        Self {
+            address,
+            child,
+            stderr: kept,
+        }
     }
 
     /// A client connected to it.
@@ -961,6 +987,39 @@ impl ServerProcess {
         AuthServiceClient::connect(format!("http://{}", self.address))
             .await
             .expect("connect")
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded); returns its status
+    /// and all of its stderr.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server exits after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        // The reader thread drains the pipe after the exit.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        (status, self.stderr())
     }
 
     /// Kills it with SIGKILL: no shutdown code runs.

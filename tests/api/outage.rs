@@ -14,14 +14,14 @@ use tonic::Code;
 use crate::helpers::{TestDatabase, TestServer, assert_status, serving, test_config};
 
 /// Relays TCP to the database until cut.
-struct Relay {
+pub(crate) struct Relay {
     up: Arc<AtomicBool>,
     cut: Arc<Notify>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Relay {
-    async fn start(target: String) -> Self {
+    pub(crate) async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
@@ -47,14 +47,23 @@ impl Relay {
         Self { up, cut, port }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.cut.notify_waiters();
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+}
+
+/// A relay to `db`'s PostgreSQL server and the database URL through it.
+pub(crate) async fn relayed(db: &TestDatabase) -> (Relay, String) {
+    let (scheme_and_user, rest) = db.url.split_once('@').unwrap();
+    let (host_port, path) = rest.split_once('/').unwrap();
+    let relay = Relay::start(host_port.to_owned()).await;
+    let url = format!("{scheme_and_user}@127.0.0.1:{}/{path}", relay.port);
+    (relay, url)
 }
 
 async fn wait_for(server: &TestServer, want_serving: bool) -> bool {
@@ -74,11 +83,9 @@ async fn health_and_calls_follow_the_database() {
     if !db.is_postgres() {
         return;
     }
-    let (scheme_and_user, rest) = db.url.split_once('@').unwrap();
-    let (host_port, path) = rest.split_once('/').unwrap();
-    let relay = Relay::start(host_port.to_owned()).await;
+    let (relay, url) = relayed(&db).await;
     let mut config = test_config(&db);
-    config.database_url = format!("{scheme_and_user}@127.0.0.1:{}/{path}", relay.port);
+    config.database_url = url;
     let mut server = TestServer::start_on(db, config).await;
     let healthy_at_start = serving(&server).await;
 
