@@ -760,13 +760,30 @@ impl tonic::codec::Decoder for Raw {
 
 /// Sends `body` as the request message of `rpc` (e.g. "Login").
 pub async fn raw_call(channel: Channel, rpc: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    raw_call_with(channel, rpc, body, None).await
+}
+
+/// [`raw_call`] with an `authorization` metadata value, if any.
+pub async fn raw_call_with(
+    channel: Channel,
+    rpc: &str,
+    body: Vec<u8>,
+    authorization: Option<&str>,
+) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     let path =
         http::uri::PathAndQuery::try_from(format!("/warden.v1.AuthService/{rpc}")).expect("path");
-    grpc.unary(Request::new(body), path, RawCodec)
+    let mut request = Request::new(body);
+    if let Some(value) = authorization {
+        request.metadata_mut().insert(
+            "authorization",
+            value.parse().expect("a printable ASCII header value"),
+        );
+    }
+    grpc.unary(request, path, RawCodec)
         .await
         .map(tonic::Response::into_inner)
 }
