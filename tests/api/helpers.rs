@@ -276,6 +276,32 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh SQLite database, whatever the configured backend (for rules
+    /// that are SQLite's own).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/warden.db?mode=rwc", dir.path().display());
+        Self {
+            url,
+            dir,
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, for tests that need one: they are
+    /// `#[ignore]`d and named `on_postgres_*`, and `.ci/run` runs them with
+    /// `--ignored` against its server. Panics when none is configured, so a
+    /// run that asked for them cannot pass without PostgreSQL.
+    pub async fn postgres() -> Self {
+        assert!(
+            postgres_url().is_some(),
+            "this test needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"
+        );
+        let db = Self::create().await;
+        assert!(db.is_postgres());
+        db
+    }
+
     /// The temporary directory (SQLite file, key files).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

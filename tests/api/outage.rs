@@ -78,11 +78,9 @@ async fn wait_for(server: &TestServer, want_serving: bool) -> bool {
 }
 
 #[tokio::test]
-async fn health_and_calls_follow_the_database() {
-    let db = TestDatabase::create().await;
-    if !db.is_postgres() {
-        return;
-    }
+#[ignore = "needs PostgreSQL: .ci/run runs it with --ignored on_postgres_"]
+async fn on_postgres_health_and_calls_follow_the_database() {
+    let db = TestDatabase::postgres().await;
     let (relay, url) = relayed(&db).await;
     let mut config = test_config(&db);
     config.database_url = url;
