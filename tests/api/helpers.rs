@@ -418,6 +418,14 @@ impl TestServer {
             .expect("connect")
     }
 
+    /// Starts a graceful shutdown (as SIGTERM does) without waiting for it;
+    /// [`TestServer::stop`] then waits for the end.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the server gracefully and returns its database.
     pub async fn stop(mut self) -> TestDatabase {
         if let Some(stop) = self.stop.take() {
@@ -977,21 +985,31 @@ impl ServerProcess {
     /// `envs` say otherwise, and `envs`.
     pub fn start(db: &TestDatabase, envs: &[(&str, &str)]) -> Self {
         use secrecy::ExposeSecret as _;
-        use std::io::BufRead as _;
         let config = test_config(db);
         let secret = |s: &Option<secrecy::SecretString>| {
             s.as_ref()
                 .map(|k| k.expose_secret().to_owned())
                 .expect("test key")
         };
+        let (keys, token_key) = (secret(&config.keys), secret(&config.token_key));
+        let mut all = vec![
+            ("WARDEN_KEYS", keys.as_str()),
+            ("WARDEN_TOKEN_KEY", token_key.as_str()),
+        ];
+        all.extend_from_slice(envs);
+        Self::start_without_keys(db, &all)
+    }
+
+    /// [`ServerProcess::start`] without the test keys: `envs` give them
+    /// (e.g. as `*_FILE` settings).
+    pub fn start_without_keys(db: &TestDatabase, envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("WARDEN_DATABASE_URL", &db.url)
             .env("WARDEN_LISTEN", "127.0.0.1:0")
-            .env("WARDEN_KEYS", secret(&config.keys))
-            .env("WARDEN_TOKEN_KEY", secret(&config.token_key))
             .env("WARDEN_ARGON2_MEMORY_KIB", "256")
             .env("WARDEN_ARGON2_ITERATIONS", "1")
             .env("WARDEN_RATE_LIMIT_ENABLED", "false")
