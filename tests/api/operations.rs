@@ -403,3 +403,36 @@ async fn reflection_v1alpha_lists_the_services() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once_and_all_serve() {
+    // On PostgreSQL the migrations run under an advisory lock.
+    let db = TestDatabase::create().await;
+    let clock = std::sync::Arc::new(warden::domain::clock::ManualClock::new(
+        crate::helpers::epoch(),
+    ));
+    let builds: Vec<_> = (0..4)
+        .map(|_| {
+            let (config, clock) = (test_config(&db), clock.clone());
+            tokio::spawn(async move { warden::app::Application::build(config, clock).await })
+        })
+        .collect();
+    let mut apps = Vec::new();
+    for build in builds {
+        apps.push(build.await.unwrap());
+    }
+
+    let applied = count(&db, MIGRATIONS).await;
+    for app in &apps {
+        assert!(
+            app.is_ok(),
+            "every replica started: {:?}",
+            app.as_ref().err()
+        );
+    }
+    assert_eq!(
+        applied,
+        i64::try_from(migration::Migrator::migrations().len()).unwrap()
+    );
+    drop(apps);
+}
