@@ -1,7 +1,9 @@
-//! A database that stops answering: health turns NOT_SERVING, calls get
-//! UNAVAILABLE DATABASE_UNAVAILABLE, and both recover when it answers again.
-//! PostgreSQL only: the server reaches it through a TCP relay the test can
-//! cut (an embedded SQLite file cannot stop answering).
+//! A database that stops answering. PostgreSQL (reached through a TCP relay
+//! the test cuts): health turns NOT_SERVING, calls get UNAVAILABLE
+//! DATABASE_UNAVAILABLE, and both recover. SQLite (an embedded file cannot
+//! go away, but another process can hold it locked): calls end at the
+//! server's time limit, never INTERNAL, settle their reservations, and work
+//! again once the lock is gone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tonic::Code;
 
-use crate::helpers::{TestDatabase, TestServer, assert_status, serving, test_config};
+use crate::helpers::{
+    TestDatabase, TestServer, assert_status, count, raw_connect, serving, test_config,
+};
 
 /// Relays TCP to the database until cut.
 pub(crate) struct Relay {
@@ -99,5 +103,62 @@ async fn on_postgres_health_and_calls_follow_the_database() {
     assert_status(&refused, Code::Unavailable, "DATABASE_UNAVAILABLE");
     assert!(came_back, "health recovered");
     assert_status(&answered, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_held_locked_past_the_time_limit_times_out_and_recovers() {
+    let db = TestDatabase::sqlite();
+    let mut config = test_config(&db);
+    config.request_timeout_secs = 2;
+    let mut server = TestServer::start_on(db, config).await;
+    server.register("held", "a perfectly fine password").await;
+    let other_process = raw_connect(&server.db.url).await;
+    let lock = sea_orm::TransactionTrait::begin_with_options(
+        &other_process,
+        sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Exclusive),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let started = Instant::now();
+    let refused = server
+        .login("held", "a perfectly fine password")
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    let healthy = serving(&server).await;
+    lock.rollback().await.unwrap();
+    drop(other_process);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answered = loop {
+        let answer = server.login("held", "a perfectly fine password").await;
+        if answer.is_ok() || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    assert_status(&refused, Code::DeadlineExceeded, "TIMEOUT");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the time limit held: {waited:?}"
+    );
+    assert!(
+        healthy,
+        "readers still answer while a writer holds the lock"
+    );
+    assert!(
+        answered.is_ok(),
+        "calls work once the lock is gone: {answered:?}"
+    );
+    assert_eq!(
+        count(&server.db, "SELECT count(*) FROM budget_reservations").await,
+        0,
+        "the timed-out call's reservation was settled"
+    );
     server.stop().await;
 }
