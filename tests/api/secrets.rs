@@ -66,27 +66,65 @@ impl Secrets {
     /// Panics naming each kind of secret found in `text` (`what`).
     #[track_caller]
     fn assert_absent(&self, text: &str, what: &str) {
+        let text = &strip_ansi(text);
         let found: Vec<_> = self
             .0
             .iter()
-            .filter(|(_, secret)| occurs(text, secret))
-            .map(|(kind, _)| *kind)
+            .filter_map(|(kind, secret)| {
+                occurrence(text, secret).map(|at| format!("{kind} in {:?}", context(text, at)))
+            })
             .collect();
-        assert!(found.is_empty(), "{what} contains secrets: {found:?}");
+        assert!(found.is_empty(), "{what} contains secrets: {found:#?}");
     }
 }
 
-/// Whether `secret` occurs in `text`; an all-digit secret (a TOTP code)
-/// counts only as a whole number, not inside a timestamp.
-fn occurs(text: &str, secret: &str) -> bool {
+/// Where `secret` occurs in `text`. An all-digit secret (a TOTP code)
+/// counts only as a number of its own: not inside a longer number, a hex
+/// id, or the fraction of a timestamp (`…:45.123456Z`).
+fn occurrence(text: &str, secret: &str) -> Option<usize> {
     if !secret.bytes().all(|b| b.is_ascii_digit()) {
-        return text.contains(secret);
+        return text.find(secret);
     }
-    text.match_indices(secret).any(|(at, _)| {
+    text.match_indices(secret).map(|(at, _)| at).find(|&at| {
         let before = text[..at].bytes().next_back();
         let after = text[at + secret.len()..].bytes().next();
-        !before.is_some_and(|b| b.is_ascii_digit()) && !after.is_some_and(|b| b.is_ascii_digit())
+        !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.')
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
     })
+}
+
+/// `text` without ANSI escape sequences (the harness's formatter colours
+/// field names, which would hide a `code=123456`'s boundary).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Up to 60 bytes either side of `at`, for a failure message.
+fn context(text: &str, at: usize) -> &str {
+    let mut start = at.saturating_sub(60);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (at + 60).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    &text[start..end]
 }
 
 fn unix_now() -> u64 {
