@@ -139,8 +139,9 @@ pub async fn schema_status<'c>(
     })
 }
 
-/// Applies pending migrations; with PostgreSQL under a transaction-scoped
-/// advisory lock so replicas starting together migrate one at a time.
+/// Applies pending migrations in one transaction; with PostgreSQL under a
+/// transaction-scoped advisory lock, with SQLite under its write lock, so
+/// processes starting together migrate one at a time.
 /// Returns the schema status found before migrating; with a newer schema
 /// nothing is applied.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<SchemaStatus> {
@@ -160,10 +161,22 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<SchemaStatus> {
             Ok(status)
         }
         _ => {
-            let status = schema_status(db).await?;
+            // SQLite has no advisory lock: the write lock of one
+            // `BEGIN IMMEDIATE` transaction serialises processes starting
+            // together on one file (the others wait out the busy timeout,
+            // then find the schema applied). SQLite DDL is transactional.
+            let tx = db
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await
+                .context("begin migration transaction")?;
+            let status = schema_status(&tx).await?;
             if status == SchemaStatus::Known {
-                Migrator::up(db, None).await.context("apply migrations")?;
+                Migrator::up(&tx, None).await.context("apply migrations")?;
             }
+            tx.commit().await.context("commit migrations")?;
             Ok(status)
         }
     }

@@ -36,7 +36,12 @@ impl CallerTrace {
     }
 
     fn client(&self, channel: Channel) -> Traced {
-        let header = format!("00-{}-{}-01", self.trace_id, self.parent_span_id);
+        self.client_with_flags(channel, "01")
+    }
+
+    /// A client whose `traceparent` carries `flags` ("00": not sampled).
+    fn client_with_flags(&self, channel: Channel, flags: &str) -> Traced {
+        let header = format!("00-{}-{}-{flags}", self.trace_id, self.parent_span_id);
         let intercept: Intercept = Box::new(move |mut request: Request<()>| {
             request
                 .metadata_mut()
@@ -543,4 +548,93 @@ impl Drop for Reaper {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Runs a few audited calls against the binary with `envs`, under a caller
+/// trace with `flags`; returns the spans of that trace.
+async fn audited_under(flags: &str, envs: &[(&str, &str)]) -> Vec<ExportedSpan> {
+    let db = TestDatabase::create().await;
+    let endpoint = collector().url();
+    let mut all = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    all.extend_from_slice(envs);
+    let server = crate::helpers::ServerProcess::start(&db, &all);
+    let trace = CallerTrace::new();
+    let channel = Channel::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = trace.client_with_flags(channel, flags);
+
+    client
+        .register(pb::RegisterRequest {
+            username: "sampled".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    login(&mut client, "sampled", "wrong-password-1")
+        .await
+        .unwrap_err();
+    let pb::login_response::Outcome::Session(session) =
+        login(&mut client, "sampled", PASSWORD).await.unwrap()
+    else {
+        panic!("expected a session")
+    };
+    client
+        .validate_session(pb::ValidateSessionRequest {
+            token: session.token,
+        })
+        .await
+        .unwrap();
+    client
+        .validate_session(pb::ValidateSessionRequest {
+            token: "wss_not-a-session".into(),
+        })
+        .await
+        .unwrap_err();
+    let (status, _) = server.terminate().await;
+    assert!(status.success());
+    // SIGTERM flushed both pipelines.
+    collector().spans_of(&trace.trace_id)
+}
+
+fn assert_audit_kept_rpc_dropped(spans: &[ExportedSpan]) {
+    let has = |name: &str, outcome: &str| {
+        spans.iter().any(|s| {
+            s.name == name
+                && s.attributes.get("warden.outcome").map(String::as_str) == Some(outcome)
+        })
+    };
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    for (event, outcome) in [
+        ("user.registered", "success"),
+        ("login.failed", "failure"),
+        ("login.succeeded", "success"),
+        ("session.validated", "failure"),
+    ] {
+        assert!(has(event, outcome), "{event} {outcome} kept: {names:?}");
+    }
+    assert!(
+        !has("session.validated", "success"),
+        "a successful validation follows the sampler: {names:?}"
+    );
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s.name.starts_with("warden.v1.AuthService/")),
+        "the unsampled RPC spans are not exported: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_spans_are_kept_under_an_unsampled_parent() {
+    let spans = audited_under("00", &[]).await;
+    assert_audit_kept_rpc_dropped(&spans);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_spans_are_kept_with_the_sampler_always_off() {
+    let spans = audited_under("01", &[("OTEL_TRACES_SAMPLER", "always_off")]).await;
+    assert_audit_kept_rpc_dropped(&spans);
 }

@@ -126,6 +126,11 @@ impl Collector {
         format!("http://{}", self.addr)
     }
 
+    /// Every span received so far, from every test in this process.
+    pub fn all_spans(&self) -> Vec<ExportedSpan> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Every span received so far with this trace id.
     pub fn spans_of(&self, trace_id: &str) -> Vec<ExportedSpan> {
         self.spans
@@ -271,6 +276,32 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh SQLite database, whatever the configured backend (for rules
+    /// that are SQLite's own).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/warden.db?mode=rwc", dir.path().display());
+        Self {
+            url,
+            dir,
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, for tests that need one: they are
+    /// `#[ignore]`d and named `on_postgres_*`, and `.ci/run` runs them with
+    /// `--ignored` against its server. Panics when none is configured, so a
+    /// run that asked for them cannot pass without PostgreSQL.
+    pub async fn postgres() -> Self {
+        assert!(
+            postgres_url().is_some(),
+            "this test needs PostgreSQL: set WARDEN_TEST_DATABASE_URL"
+        );
+        let db = Self::create().await;
+        assert!(db.is_postgres());
+        db
+    }
+
     /// The temporary directory (SQLite file, key files).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -385,6 +416,14 @@ impl TestServer {
             .connect()
             .await
             .expect("connect")
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does) without waiting for it;
+    /// [`TestServer::stop`] then waits for the end.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Stops the server gracefully and returns its database.
@@ -658,14 +697,23 @@ impl TestServer {
             .into_inner()
     }
 
-    /// Whether `token` is a live session.
+    /// Whether `token` is a live session: true when ValidateSession accepts
+    /// it, false only when it answers SESSION_INVALID (any other failure,
+    /// e.g. INTERNAL or UNAVAILABLE, panics rather than reading as "ended").
     pub async fn is_live(&mut self, token: &str) -> bool {
-        self.client
+        let answer = self
+            .client
             .validate_session(pb::ValidateSessionRequest {
                 token: token.into(),
             })
-            .await
-            .is_ok()
+            .await;
+        match answer {
+            Ok(_) => true,
+            Err(status) => {
+                assert_status(&status, Code::Unauthenticated, "SESSION_INVALID");
+                false
+            }
+        }
     }
 }
 
@@ -746,13 +794,30 @@ impl tonic::codec::Decoder for Raw {
 
 /// Sends `body` as the request message of `rpc` (e.g. "Login").
 pub async fn raw_call(channel: Channel, rpc: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    raw_call_with(channel, rpc, body, None).await
+}
+
+/// [`raw_call`] with an `authorization` metadata value, if any.
+pub async fn raw_call_with(
+    channel: Channel,
+    rpc: &str,
+    body: Vec<u8>,
+    authorization: Option<&str>,
+) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     let path =
         http::uri::PathAndQuery::try_from(format!("/warden.v1.AuthService/{rpc}")).expect("path");
-    grpc.unary(Request::new(body), path, RawCodec)
+    let mut request = Request::new(body);
+    if let Some(value) = authorization {
+        request.metadata_mut().insert(
+            "authorization",
+            value.parse().expect("a printable ASCII header value"),
+        );
+    }
+    grpc.unary(request, path, RawCodec)
         .await
         .map(tonic::Response::into_inner)
 }
@@ -770,19 +835,6 @@ pub async fn serving(server: &TestServer) -> bool {
             r.into_inner().status
                 == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         })
-}
-
-/// Awaits racing calls and counts the winners; every loser must have been
-/// answered like a wrong code.
-pub async fn winners<T>(calls: Vec<JoinHandle<Result<T, Status>>>) -> usize {
-    let mut wins = 0;
-    for call in calls {
-        match call.await.expect("call task") {
-            Ok(_) => wins += 1,
-            Err(status) => assert_status(&status, Code::Unauthenticated, "INVALID_CREDENTIALS"),
-        }
-    }
-    wins
 }
 
 /// A direct connection for test set-up and inspection. Statement logging is
@@ -909,11 +961,23 @@ pub fn audit_events(event: &str, user_id: &str) -> usize {
 }
 
 /// The real `warden` binary serving on a port of its own; killed with
-/// SIGKILL when dropped.
+/// SIGKILL when dropped. Everything it writes to stderr is kept.
 pub struct ServerProcess {
     /// Where it listens.
     pub address: String,
     child: std::process::Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The listening address in a start-up line, text (`address=…`) or JSON
+/// (`"address":"…"`).
+fn listening_address(line: &str) -> Option<String> {
+    if let Some(rest) = line.split("\"address\":\"").nth(1) {
+        return rest.split('"').next().map(str::to_owned);
+    }
+    line.split("address=")
+        .nth(1)
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
 impl ServerProcess {
@@ -921,21 +985,31 @@ impl ServerProcess {
     /// `envs` say otherwise, and `envs`.
     pub fn start(db: &TestDatabase, envs: &[(&str, &str)]) -> Self {
         use secrecy::ExposeSecret as _;
-        use std::io::BufRead as _;
         let config = test_config(db);
         let secret = |s: &Option<secrecy::SecretString>| {
             s.as_ref()
                 .map(|k| k.expose_secret().to_owned())
                 .expect("test key")
         };
+        let (keys, token_key) = (secret(&config.keys.ring), secret(&config.keys.token));
+        let mut all = vec![
+            ("WARDEN_KEYS", keys.as_str()),
+            ("WARDEN_TOKEN_KEY", token_key.as_str()),
+        ];
+        all.extend_from_slice(envs);
+        Self::start_without_keys(db, &all)
+    }
+
+    /// [`ServerProcess::start`] without the test keys: `envs` give them
+    /// (e.g. as `*_FILE` settings).
+    pub fn start_without_keys(db: &TestDatabase, envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("WARDEN_DATABASE_URL", &db.url)
             .env("WARDEN_LISTEN", "127.0.0.1:0")
-            .env("WARDEN_KEYS", secret(&config.keys.ring))
-            .env("WARDEN_TOKEN_KEY", secret(&config.keys.token))
             .env("WARDEN_ARGON2_MEMORY_KIB", "256")
             .env("WARDEN_ARGON2_ITERATIONS", "1")
             .env("WARDEN_RATE_LIMIT_ENABLED", "false")
@@ -946,18 +1020,27 @@ impl ServerProcess {
         }
         let mut child = command.spawn().expect("start warden");
         let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let kept = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let sink = kept.clone();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(address) = line.split("address=").nth(1) {
-                    let _ = tx.send(address.trim().to_owned());
+                if let Some(address) = listening_address(&line) {
+                    let _ = tx.send(address);
                 }
+                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                all.push_str(&line);
+                all.push('\n');
             }
         });
         let address = rx
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the server reports its address");
-        Self { address, child }
+        Self {
+            address,
+            child,
+            stderr: kept,
+        }
     }
 
     /// A client connected to it.
@@ -965,6 +1048,39 @@ impl ServerProcess {
         AuthServiceClient::connect(format!("http://{}", self.address))
             .await
             .expect("connect")
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded); returns its status
+    /// and all of its stderr.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server exits after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        // The reader thread drains the pipe after the exit.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        (status, self.stderr())
     }
 
     /// Kills it with SIGKILL: no shutdown code runs.

@@ -77,7 +77,42 @@ async fn each_field_is_checked_for_shape_before_anything_else() {
         .use_recovery_code(&challenge, "!!!!-!!!!-!!!!-!!!!")
         .await
         .unwrap_err();
+    // Two faults: an unknown challenge is answered before the code's shape.
+    let unknown_and_misshapen = server
+        .verify_challenge("wsc_nope", "+12345")
+        .await
+        .unwrap_err();
+    let unknown_and_bad_recovery = server
+        .use_recovery_code("nonsense", "!!!!-!!!!-!!!!-!!!!")
+        .await
+        .unwrap_err();
+    let session_and_misshapen = server.verify_challenge(&token, "12345").await.unwrap_err();
+    // A request without purpose is refused before any token is looked at.
+    let no_purpose_bad_code = server
+        .client
+        .verify_totp(pb::VerifyTotpRequest {
+            code: "x".into(),
+            purpose: None,
+        })
+        .await
+        .unwrap_err();
 
+    assert_status(
+        &unknown_and_misshapen,
+        Code::Unauthenticated,
+        "CHALLENGE_INVALID",
+    );
+    assert_status(
+        &unknown_and_bad_recovery,
+        Code::Unauthenticated,
+        "CHALLENGE_INVALID",
+    );
+    assert_status(
+        &session_and_misshapen,
+        Code::Unauthenticated,
+        "CHALLENGE_INVALID",
+    );
+    assert_invalid(&no_purpose_bad_code, "purpose");
     assert_invalid(&control_username, "username");
     assert_invalid(&nul_password, "password");
     assert_invalid(&plus_code, "code");

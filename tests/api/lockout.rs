@@ -6,7 +6,8 @@ use tonic::{Code, Status};
 use warden::grpc::pb;
 
 use crate::helpers::{
-    PASSWORD, TestServer, assert_status, independent_totp, retry_secs, wrong_code,
+    PASSWORD, TestServer, assert_status, audit_events, independent_totp, race, retry_secs,
+    wrong_code,
 };
 
 const LOCK: u64 = 900;
@@ -69,36 +70,56 @@ async fn five_wrong_passwords_lock_the_name_and_unknown_names_behave_the_same() 
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_wrong_guesses_get_at_most_the_budget() {
+// Concurrent wrong passwords are budget.rs's; this is the second factor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_codes_on_many_challenges_evaluate_exactly_the_budget() {
     let mut server = TestServer::start().await;
-    server.register("bob", PASSWORD).await;
-
-    let mut calls = Vec::new();
-    for _ in 0..10 {
-        let mut client = pb::auth_service_client::AuthServiceClient::new(server.channel().await);
-        calls.push(tokio::spawn(async move {
-            client
-                .login(pb::LoginRequest {
-                    username: "bob".into(),
-                    password: "wrong guess".into(),
-                })
+    let (user_id, token) = server.signed_in("bob", PASSWORD).await;
+    let (secret, _) = server.enable_totp(&token, PASSWORD).await;
+    server.clock.advance(Duration::from_secs(30));
+    let mut challenges = Vec::new();
+    for _ in 0..12 {
+        challenges.push(
+            server
+                .login_challenge("bob", PASSWORD)
                 .await
-        }));
+                .challenge_token,
+        );
     }
-    let mut evaluated = 0;
-    let mut locked = 0;
-    for call in calls {
-        let status = call.await.unwrap().unwrap_err();
-        match status.code() {
-            Code::Unauthenticated => evaluated += 1,
-            Code::ResourceExhausted => locked += 1,
-            other => panic!("unexpected {other:?}"),
+    let right = independent_totp(&secret, server.now());
+    let wrong = wrong_code(&right);
+
+    let answers = race(server.channels(12).await, move |mut client, i| {
+        let request = pb::VerifyTotpRequest {
+            code: wrong.into(),
+            purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
+                challenges[i].clone(),
+            )),
+        };
+        async move { client.verify_totp(request).await }
+    })
+    .await;
+    let after = server.login("bob", PASSWORD).await.unwrap_err();
+
+    let (mut evaluated, mut locked) = (0, 0);
+    for answer in &answers {
+        let status = answer.as_ref().expect_err("a wrong code never signs in");
+        if status.code() == Code::Unauthenticated {
+            assert_status(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+            evaluated += 1;
+        } else {
+            assert_status(status, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+            assert!(
+                (LOCK - 1..=LOCK).contains(&retry_secs(status).unwrap()),
+                "{status:?}"
+            );
+            locked += 1;
         }
     }
-
-    assert!(evaluated <= 5, "{evaluated} guesses were evaluated");
-    assert_eq!(evaluated + locked, 10);
+    assert_eq!((evaluated, locked), (5, 7));
+    assert_eq!(audit_events("totp.failed", &user_id), 5);
+    assert_status(&after, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+    assert_eq!(retry_secs(&after), Some(LOCK));
     server.stop().await;
 }
 
@@ -171,9 +192,12 @@ async fn password_locks_do_not_grow_and_a_completed_login_resets_the_count() {
     let second = server.login("dave", PASSWORD).await.unwrap_err();
 
     assert!(still_open.is_ok(), "the completed login reset the count");
+    assert_status(&first, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+    assert_status(&second, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+    assert_eq!(retry_secs(&first), Some(LOCK));
     assert_eq!(
-        retry_secs(&first),
         retry_secs(&second),
+        Some(LOCK),
         "password locks stay at the base length"
     );
     server.stop().await;

@@ -15,6 +15,7 @@ mod helpers;
 mod housekeeping;
 mod hygiene;
 mod lockout;
+mod operations;
 mod outage;
 mod rate_limits;
 mod recovery;

@@ -3,7 +3,7 @@
 use tonic::{Code, Request};
 use warden::grpc::pb;
 
-use crate::helpers::{PASSWORD, TestServer, assert_status, client_from, retry_secs, serving};
+use crate::helpers::{PASSWORD, TestServer, assert_status, channel_from, client_from, retry_secs};
 
 fn login(username: &str) -> pb::LoginRequest {
     pb::LoginRequest {
@@ -124,9 +124,21 @@ async fn second_factor_calls_share_a_bucket_and_health_is_never_limited() {
         })
         .await
         .unwrap_err();
+    // Health from the exhausted address itself.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        channel_from(&server, "127.0.0.7").await,
+    );
     let mut healthy = true;
     for _ in 0..30 {
-        healthy &= serving(&server).await;
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "warden.v1.AuthService".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        healthy &= status.is_ok_and(|s| {
+            s == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        });
     }
 
     assert_status(&limited, Code::ResourceExhausted, "RATE_LIMITED");

@@ -3,7 +3,9 @@
 use tonic::Code;
 use warden::grpc::pb;
 
-use crate::helpers::{PASSWORD, TestServer, assert_invalid, assert_status, winners};
+use crate::helpers::{
+    PASSWORD, TestServer, assert_invalid, assert_status, audit_events, count, race, test_config,
+};
 
 /// Other accepted spellings of a displayed code `XXXX-XXXX-XXXX-XXXX`.
 fn spelling(code: &str, variant: usize) -> String {
@@ -58,10 +60,13 @@ async fn each_recovery_code_works_once_in_any_spelling_and_the_count_falls() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_use_of_one_recovery_code_succeeds_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_use_of_one_recovery_code_from_two_replicas_succeeds_once() {
     let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
-    let (_, token) = server.signed_in("bob", PASSWORD).await;
+    let mut config = test_config(&server.db);
+    config.lockout.threshold = 100;
+    let replica = server.replica(config).await;
+    let (user_id, token) = server.signed_in("bob", PASSWORD).await;
     let (_, codes) = server.enable_totp(&token, PASSWORD).await;
     let mut challenges = Vec::new();
     for _ in 0..20 {
@@ -72,24 +77,39 @@ async fn concurrent_use_of_one_recovery_code_succeeds_once() {
                 .challenge_token,
         );
     }
-
-    let mut calls = Vec::new();
-    for challenge in challenges {
-        let channel = server.channel().await;
-        let code = codes[0].clone();
-        calls.push(tokio::spawn(async move {
-            pb::auth_service_client::AuthServiceClient::new(channel)
-                .use_recovery_code(pb::UseRecoveryCodeRequest {
-                    challenge_token: challenge,
-                    code,
-                })
-                .await
-        }));
+    let mut channels = server.channels(10).await;
+    for _ in 0..10 {
+        channels.push(replica.channel().await);
     }
-    let successes = winners(calls).await;
+    let code = codes[0].clone();
 
-    assert_eq!(successes, 1);
+    let answers = race(channels, move |mut client, i| {
+        let request = pb::UseRecoveryCodeRequest {
+            challenge_token: challenges[i].clone(),
+            code: spelling(&code, i),
+        };
+        async move { client.use_recovery_code(request).await }
+    })
+    .await;
+
+    let winners: Vec<_> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    for status in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert_status(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    }
+    assert_eq!(winners.len(), 1, "one code, one session");
+    assert_eq!(winners[0].get_ref().remaining_recovery_codes, 9);
     assert_eq!(server.account(&token).await.remaining_recovery_codes, 9);
+    assert_eq!(audit_events("recovery_code.used", &user_id), 1);
+    assert_eq!(
+        count(
+            &server.db,
+            &format!("SELECT count(*) FROM sessions WHERE user_id = '{user_id}'")
+        )
+        .await,
+        2,
+        "the enrolling session and the winner's"
+    );
+    replica.stop().await;
     server.stop().await;
 }
 

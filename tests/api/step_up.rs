@@ -100,6 +100,7 @@ async fn every_step_up_call_refuses_bad_credentials_in_order_and_changes_nothing
             .unwrap();
         let fresh = independent_totp(&secret, server.now());
         let wrong = wrong_code(&fresh);
+        let too_long = "x".repeat(1025);
 
         let cases: Vec<(Option<&str>, &str, &str, Code, &str)> = vec![
             (
@@ -157,6 +158,43 @@ async fn every_step_up_call_refuses_bad_credentials_in_order_and_changes_nothing
                 &codes[0],
                 Code::Unauthenticated,
                 "INVALID_CREDENTIALS",
+            ),
+            // Two faults: the earlier check in the contract's order answers.
+            (
+                None,
+                PASSWORD,
+                "12345",
+                Code::Unauthenticated,
+                "SESSION_INVALID",
+            ),
+            (None, "", "", Code::Unauthenticated, "SESSION_INVALID"),
+            (
+                Some(&challenge),
+                "not the password",
+                "12345",
+                Code::Unauthenticated,
+                "SESSION_INVALID",
+            ),
+            (
+                Some(&token),
+                "not the password",
+                "",
+                Code::InvalidArgument,
+                "SECOND_FACTOR_REQUIRED",
+            ),
+            (
+                Some(&token),
+                "not the password",
+                "12345",
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+            ),
+            (
+                Some(&token),
+                &too_long,
+                "",
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
             ),
         ];
         for (bearer_token, password, code, status, reason) in cases {
@@ -348,6 +386,55 @@ async fn disable_totp_and_delete_account_leave_nothing_behind() {
         independent_totp(&dave_secret, server.now()),
         independent_totp(&erin_secret, server.now()),
     );
+    let dave_rows = async |db: &crate::helpers::TestDatabase| {
+        (
+            count(
+                db,
+                &format!("SELECT count(*) FROM totp_secrets WHERE user_id = '{disabler}'"),
+            )
+            .await,
+            count(
+                db,
+                &format!("SELECT count(*) FROM recovery_codes WHERE user_id = '{disabler}'"),
+            )
+            .await,
+        )
+    };
+    let erin_rows = async |db: &crate::helpers::TestDatabase| {
+        let mut rows = Vec::new();
+        for table in [
+            "sessions",
+            "login_challenges",
+            "totp_secrets",
+            "recovery_codes",
+        ] {
+            rows.push(
+                count(
+                    db,
+                    &format!("SELECT count(*) FROM {table} WHERE user_id = '{deleted}'"),
+                )
+                .await,
+            );
+        }
+        rows.push(
+            count(
+                db,
+                &format!("SELECT count(*) FROM users WHERE id = '{deleted}' OR username = 'erin'"),
+            )
+            .await,
+        );
+        rows.push(
+            count(
+                db,
+                "SELECT count(*) FROM failure_budgets WHERE name = 'erin'",
+            )
+            .await,
+        );
+        rows
+    };
+    server.login_challenge("erin", PASSWORD).await;
+    let dave_before = dave_rows(&server.db).await;
+    let erin_before = erin_rows(&server.db).await;
     call(
         &mut server,
         Action::Disable,
@@ -366,45 +453,19 @@ async fn disable_totp_and_delete_account_leave_nothing_behind() {
     )
     .await
     .unwrap();
-    let db = &server.db;
-    let dave_secrets = count(
-        db,
-        &format!("SELECT count(*) FROM totp_secrets WHERE user_id = '{disabler}'"),
-    )
-    .await;
-    let dave_codes = count(
-        db,
-        &format!("SELECT count(*) FROM recovery_codes WHERE user_id = '{disabler}'"),
-    )
-    .await;
-    let mut erin_rows = 0;
-    for table in [
-        "sessions",
-        "login_challenges",
-        "totp_secrets",
-        "recovery_codes",
-    ] {
-        erin_rows += count(
-            db,
-            &format!("SELECT count(*) FROM {table} WHERE user_id = '{deleted}'"),
-        )
-        .await;
-    }
-    erin_rows += count(
-        db,
-        &format!("SELECT count(*) FROM users WHERE id = '{deleted}' OR username = 'erin'"),
-    )
-    .await;
-    erin_rows += count(
-        db,
-        "SELECT count(*) FROM failure_budgets WHERE name = 'erin'",
-    )
-    .await;
+    let dave_after = dave_rows(&server.db).await;
+    let erin_after = erin_rows(&server.db).await;
     let gone = server.login("erin", PASSWORD).await.unwrap_err();
 
-    assert_eq!((dave_secrets, dave_codes), (0, 0));
+    assert_eq!(dave_before, (1, 10), "dave had a secret and codes");
+    assert_eq!(
+        erin_before,
+        [1, 1, 1, 10, 1, 1],
+        "erin had a row of every kind"
+    );
+    assert_eq!(dave_after, (0, 0));
     assert!(!server.account(&dave).await.totp_enabled);
-    assert_eq!(erin_rows, 0, "no row of the deleted user remains");
+    assert_eq!(erin_after, [0; 6], "no row of the deleted user remains");
     assert_status(&gone, Code::Unauthenticated, "INVALID_CREDENTIALS");
     assert!(!server.is_live(&erin).await);
     server.stop().await;

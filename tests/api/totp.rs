@@ -6,8 +6,8 @@ use tonic::Code;
 use warden::grpc::pb;
 
 use crate::helpers::{
-    PASSWORD, TestServer, assert_invalid, assert_status, bearer, contains, execute_sql,
-    independent_totp, raw_database, winners, wrong_code,
+    PASSWORD, TestServer, assert_invalid, assert_status, audit_events, bearer, contains, count,
+    execute_sql, independent_totp, race, raw_database, retry_secs, wrong_code,
 };
 
 const STEP: Duration = Duration::from_secs(30);
@@ -79,6 +79,17 @@ async fn the_server_accepts_exactly_the_codes_of_an_independent_implementation()
     for _ in 0..3 {
         server.clock.advance(STEP * 7 + Duration::from_secs(11));
         let challenge = server.login_challenge("bob", PASSWORD).await;
+        // At skew 0 the codes of the neighbouring steps are refused.
+        for neighbour in [server.now() - 30, server.now() + 30] {
+            let refused = server
+                .verify_challenge(
+                    &challenge.challenge_token,
+                    &independent_totp(&secret, neighbour),
+                )
+                .await
+                .unwrap_err();
+            assert_status(&refused, Code::Unauthenticated, "INVALID_CREDENTIALS");
+        }
         let session = server
             .verify_challenge(
                 &challenge.challenge_token,
@@ -170,10 +181,20 @@ async fn codes_must_be_exactly_six_ascii_digits() {
     server.stop().await;
 }
 
-#[tokio::test]
+/// VerifyTotp on a challenge.
+fn on_challenge(challenge: &str, code: &str) -> pb::VerifyTotpRequest {
+    pb::VerifyTotpRequest {
+        code: code.into(),
+        purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
+            challenge.into(),
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_use_of_one_code_on_many_challenges_succeeds_once() {
     let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
-    let (_, token) = server.signed_in("erin", PASSWORD).await;
+    let (user_id, token) = server.signed_in("erin", PASSWORD).await;
     let (secret, _) = server.enable_totp(&token, PASSWORD).await;
     server.clock.advance(STEP);
     let mut challenges = Vec::new();
@@ -187,23 +208,208 @@ async fn concurrent_use_of_one_code_on_many_challenges_succeeds_once() {
     }
     let code = independent_totp(&secret, server.now());
 
-    let mut calls = Vec::new();
-    for challenge in challenges {
-        let channel = server.channel().await;
-        let code = code.clone();
-        calls.push(tokio::spawn(async move {
-            let mut client = pb::auth_service_client::AuthServiceClient::new(channel);
-            client
-                .verify_totp(pb::VerifyTotpRequest {
-                    code,
-                    purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(challenge)),
-                })
-                .await
-        }));
-    }
-    let successes = winners(calls).await;
+    let answers = race(server.channels(20).await, move |mut client, i| {
+        let request = on_challenge(&challenges[i], &code);
+        async move { client.verify_totp(request).await }
+    })
+    .await;
 
-    assert_eq!(successes, 1);
+    let wins = answers.iter().filter(|a| a.is_ok()).count();
+    for status in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert_status(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    }
+    assert_eq!(wins, 1, "one code, one session");
+    assert_eq!(
+        count(
+            &server.db,
+            &format!("SELECT count(*) FROM sessions WHERE user_id = '{user_id}'")
+        )
+        .await,
+        2,
+        "the enrolling session and the winner's"
+    );
+    assert_eq!(
+        audit_events("login.succeeded", &user_id),
+        2,
+        "one login.succeeded for the enrolling session, one for the winner"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_answered_by_totp_and_a_recovery_code_at_once_issues_one_session() {
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
+    let (user_id, token) = server.signed_in("olga", PASSWORD).await;
+    let (secret, codes) = server.enable_totp(&token, PASSWORD).await;
+    for (round, recovery) in codes.iter().take(4).enumerate() {
+        server.clock.advance(STEP);
+        let challenge = server
+            .login_challenge("olga", PASSWORD)
+            .await
+            .challenge_token;
+        let totp = independent_totp(&secret, server.now());
+        let recovery = recovery.clone();
+        let before = server.account(&token).await.remaining_recovery_codes;
+
+        let answers = race(server.channels(8).await, move |mut client, i| {
+            let (challenge, totp, recovery) = (challenge.clone(), totp.clone(), recovery.clone());
+            async move {
+                if i % 2 == 0 {
+                    client
+                        .verify_totp(on_challenge(&challenge, &totp))
+                        .await
+                        .map(|r| r.into_inner().session.unwrap().token)
+                } else {
+                    client
+                        .use_recovery_code(pb::UseRecoveryCodeRequest {
+                            challenge_token: challenge,
+                            code: recovery,
+                        })
+                        .await
+                        .map(|r| r.into_inner().session.unwrap().token)
+                }
+            }
+        })
+        .await;
+
+        let winners: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {answers:?}");
+        for status in answers.iter().filter_map(|a| a.as_ref().err()) {
+            // The challenge is gone, or the same factor was spent meanwhile.
+            let reason = tonic_types::StatusExt::get_error_details(status)
+                .error_info()
+                .map(|i| i.reason.clone());
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            assert!(
+                matches!(
+                    reason.as_deref(),
+                    Some("CHALLENGE_INVALID" | "INVALID_CREDENTIALS")
+                ),
+                "{status:?}"
+            );
+        }
+        let recovery_won = winners[0] % 2 == 1;
+        let after = server.account(&token).await.remaining_recovery_codes;
+        assert_eq!(
+            before - after,
+            u32::from(recovery_won),
+            "round {round}: only a winning recovery code is spent"
+        );
+    }
+    assert_eq!(
+        count(
+            &server.db,
+            &format!("SELECT count(*) FROM sessions WHERE user_id = '{user_id}'")
+        )
+        .await,
+        5,
+        "the enrolling session and one per challenge"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_codes_on_one_challenge_are_judged_within_the_budget() {
+    let mut server = TestServer::start().await;
+    let (user_id, token) = server.signed_in("pia", PASSWORD).await;
+    let (secret, _) = server.enable_totp(&token, PASSWORD).await;
+    server.clock.advance(STEP);
+    let challenge = server
+        .login_challenge("pia", PASSWORD)
+        .await
+        .challenge_token;
+    let right = independent_totp(&secret, server.now());
+    let wrong = wrong_code(&right);
+
+    let racing = challenge.clone();
+    let answers = race(server.channels(16).await, move |mut client, _| {
+        let request = on_challenge(&racing, wrong);
+        async move { client.verify_totp(request).await }
+    })
+    .await;
+    let after = server
+        .verify_challenge(&challenge, &right)
+        .await
+        .unwrap_err();
+
+    let mut evaluated = 0;
+    for answer in &answers {
+        let status = answer.as_ref().expect_err("a wrong code never signs in");
+        let reason = tonic_types::StatusExt::get_error_details(status)
+            .error_info()
+            .map(|i| i.reason.clone())
+            .unwrap_or_default();
+        match reason.as_str() {
+            "INVALID_CREDENTIALS" => evaluated += 1,
+            // Arrived once the budget was spent, or once the challenge had
+            // died of its five failures.
+            "ACCOUNT_LOCKED" => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                assert_eq!(retry_secs(status), Some(900), "{status:?}");
+            }
+            "CHALLENGE_INVALID" => assert_eq!(status.code(), Code::Unauthenticated),
+            _ => panic!("unexpected answer {status:?}"),
+        }
+    }
+    assert_eq!(evaluated, 5, "exactly the budget is judged");
+    assert_eq!(audit_events("totp.failed", &user_id), 5);
+    assert_status(&after, Code::Unauthenticated, "CHALLENGE_INVALID");
+    assert_status(
+        &server.login("pia", PASSWORD).await.unwrap_err(),
+        Code::ResourceExhausted,
+        "ACCOUNT_LOCKED",
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "known bug: the 5-try limit of a challenge is checked when it is read, not reserved, \
+            so concurrent wrong codes are all judged when the account budget is above 5"]
+async fn parallel_wrong_codes_kill_a_challenge_after_five_whatever_the_budget() {
+    let mut server = TestServer::start_with(|c| c.lockout.threshold = 100).await;
+    let (_, token) = server.signed_in("quin", PASSWORD).await;
+    let (secret, _) = server.enable_totp(&token, PASSWORD).await;
+    server.clock.advance(STEP);
+    let challenge = server
+        .login_challenge("quin", PASSWORD)
+        .await
+        .challenge_token;
+    let right = independent_totp(&secret, server.now());
+    let wrong = wrong_code(&right);
+
+    let racing = challenge.clone();
+    let answers = race(server.channels(16).await, move |mut client, _| {
+        let request = on_challenge(&racing, wrong);
+        async move { client.verify_totp(request).await }
+    })
+    .await;
+    let after = server
+        .verify_challenge(&challenge, &right)
+        .await
+        .unwrap_err();
+
+    let evaluated = answers
+        .iter()
+        .map(|a| a.as_ref().expect_err("a wrong code never signs in"))
+        .filter(|status| {
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            tonic_types::StatusExt::get_error_details(*status)
+                .error_info()
+                .is_some_and(|i| i.reason == "INVALID_CREDENTIALS")
+        })
+        .count();
+    for status in answers.iter().filter_map(|a| a.as_ref().err()) {
+        let reason = tonic_types::StatusExt::get_error_details(status)
+            .error_info()
+            .map(|i| i.reason.clone())
+            .unwrap_or_default();
+        assert!(
+            ["INVALID_CREDENTIALS", "CHALLENGE_INVALID"].contains(&reason.as_str()),
+            "{status:?}"
+        );
+    }
+    assert_status(&after, Code::Unauthenticated, "CHALLENGE_INVALID");
+    assert_eq!(evaluated, 5, "a challenge dies after 5 wrong codes");
     server.stop().await;
 }
 
@@ -447,6 +653,50 @@ async fn challenges_are_not_sessions_and_die_after_five_wrong_codes() {
     assert_status(&as_session, Code::Unauthenticated, "SESSION_INVALID");
     assert_status(&dead, Code::Unauthenticated, "CHALLENGE_INVALID");
     assert_status(&expired, Code::Unauthenticated, "CHALLENGE_INVALID");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn four_wrong_codes_leave_a_challenge_alive_and_badly_shaped_ones_cost_nothing() {
+    // The default budget of 5: malformed codes must use neither it nor the
+    // challenge's five tries.
+    let mut server = TestServer::start().await;
+    let (_, token) = server.signed_in("kate", PASSWORD).await;
+    let (secret, _) = server.enable_totp(&token, PASSWORD).await;
+    server.clock.advance(STEP);
+    let challenge = server
+        .login_challenge("kate", PASSWORD)
+        .await
+        .challenge_token;
+    let right = independent_totp(&secret, server.now());
+    let wrong = wrong_code(&right);
+
+    for _ in 0..3 {
+        for code in ["12345", "+12345", "１２３４５６", ""] {
+            let err = server.verify_challenge(&challenge, code).await.unwrap_err();
+            assert_invalid(&err, "code");
+        }
+        for code in ["!!!!-!!!!-!!!!-!!!!", "123456", "UUUU-UUUU-UUUU-UUUU"] {
+            let err = server
+                .use_recovery_code(&challenge, code)
+                .await
+                .unwrap_err();
+            assert_invalid(&err, "code");
+        }
+    }
+    for _ in 0..4 {
+        let err = server
+            .verify_challenge(&challenge, wrong)
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    }
+    let session = server.verify_challenge(&challenge, &right).await;
+
+    assert!(
+        session.is_ok(),
+        "4 wrong codes and any number of malformed ones leave the challenge alive: {session:?}"
+    );
     server.stop().await;
 }
 
