@@ -19,6 +19,7 @@ enum BudgetReservations {
     Name,
     LeaseUntil,
     CreatedAt,
+    ChallengeId,
 }
 
 #[async_trait::async_trait]
@@ -34,6 +35,9 @@ impl MigrationTrait for Migration {
                     .col(string_len(BudgetReservations::Name, 64))
                     .col(big_integer(BudgetReservations::LeaseUntil))
                     .col(big_integer(BudgetReservations::CreatedAt))
+                    // The challenge whose try this check holds, if any: given
+                    // back with the reservation when the check ends unjudged.
+                    .col(string_len_null(BudgetReservations::ChallengeId, 36))
                     .to_owned(),
             )
             .await?;

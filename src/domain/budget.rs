@@ -28,8 +28,8 @@ use time::OffsetDateTime;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::clock::{Clock, to_time};
 use crate::domain::error::AuthError;
-use crate::domain::ids::{AttemptId, ChallengeId, UserId};
-use crate::domain::store::{LockRule, Reservation, SettledAttempt, Store};
+use crate::domain::ids::{AttemptId, UserId};
+use crate::domain::store::{ChallengeTry, LockRule, Reservation, SettledAttempt, Store};
 use crate::domain::username::Username;
 
 /// What kind of credential failed; decides how the lock grows.
@@ -88,16 +88,19 @@ impl BudgetPolicy {
         }
     }
 
-    /// Reserves an attempt for `name` (the account `user`, if it exists).
-    /// Waits while only checks in flight use up the budget (bounded by the
-    /// call's own time limit, which drops this future); answers
-    /// ACCOUNT_LOCKED, with the lock's end, when the name is locked.
+    /// Reserves an attempt for `name` (the account `user`, if it exists),
+    /// and for a second-factor check one try of its `challenge`. Waits while
+    /// only checks in flight use up the budget (bounded by the call's own
+    /// time limit, which drops this future); answers ACCOUNT_LOCKED, with
+    /// the lock's end, when the name is locked, and CHALLENGE_INVALID when
+    /// the challenge has no try left.
     pub async fn reserve<S: Store>(
         &self,
         store: &S,
         clock: &Arc<dyn Clock>,
         name: &Username,
         user: Option<UserId>,
+        challenge: Option<ChallengeTry>,
     ) -> Result<Attempt<S>, AuthError> {
         let mut wait = FIRST_BUSY_WAIT;
         loop {
@@ -105,7 +108,7 @@ impl BudgetPolicy {
             let now = clock.now();
             let lease_until = now + to_time(self.lease);
             match store
-                .reserve_attempt(name, id, now, lease_until, self.threshold)
+                .reserve_attempt(name, id, challenge, now, lease_until, self.threshold)
                 .await?
             {
                 Reservation::Granted => {
@@ -119,6 +122,7 @@ impl BudgetPolicy {
                     });
                 }
                 Reservation::Locked { until } => return Err(Self::locked(until, now, user)),
+                Reservation::ChallengeGone => return Err(AuthError::ChallengeInvalid),
                 Reservation::Busy => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(MAX_BUSY_WAIT);
@@ -202,20 +206,17 @@ impl<S: Store> Attempt<S> {
     }
 
     /// The credential was wrong: keeps the attempt as a failure (possibly
-    /// locking the name) and, for a wrong code on a challenge, counts it
-    /// against `challenge`. Returns the error the call answers with:
-    /// INVALID_CREDENTIALS once the failure is recorded.
-    pub async fn fail(mut self, kind: FailureKind, challenge: Option<ChallengeId>) -> AuthError {
+    /// locking the name; a challenge try it holds stays spent). Returns the
+    /// error the call answers with: INVALID_CREDENTIALS once the failure is
+    /// recorded.
+    pub async fn fail(mut self, kind: FailureKind) -> AuthError {
         self.armed = false;
         let store = self.store.clone();
         let (id, name, rule) = (self.id, self.name.clone(), self.policy.rule(kind));
         let now = self.clock.now();
         // In a task of its own: the failure is recorded even if the request
         // is dropped while this runs.
-        let record =
-            tokio::spawn(
-                async move { store.record_failure(id, &name, challenge, now, rule).await },
-            );
+        let record = tokio::spawn(async move { store.record_failure(id, &name, now, rule).await });
         match record.await {
             Ok(Ok(_)) => AuthError::InvalidCredentials,
             Ok(Err(e)) => e.into(),

@@ -7,7 +7,7 @@ use crate::domain::budget::FailureKind;
 use crate::domain::error::AuthError;
 use crate::domain::login::IssuedSession;
 use crate::domain::second_factor::PresentedCode;
-use crate::domain::store::{ChallengeRecord, ClientInfo, LoginProof, Store};
+use crate::domain::store::{ChallengeRecord, ChallengeTry, ClientInfo, LoginProof, Store};
 
 /// Wrong codes that kill a challenge.
 pub const CHALLENGE_MAX_FAILURES: u32 = 5;
@@ -81,15 +81,19 @@ impl<S: Store> AuthService<S> {
                 &self.clock,
                 &challenge.username,
                 Some(challenge.user_id),
+                // The code takes one of the challenge's tries with the budget
+                // attempt, so concurrent wrong codes get at most its tries.
+                Some(ChallengeTry {
+                    challenge: challenge.id,
+                    max_failures: CHALLENGE_MAX_FAILURES,
+                }),
             )
             .await?;
         let Some(proof) = self
             .check_second_factor(challenge.user_id, &factors, presented)
             .await?
         else {
-            return Err(attempt
-                .fail(FailureKind::SecondFactor, Some(challenge.id))
-                .await);
+            return Err(attempt.fail(FailureKind::SecondFactor).await);
         };
         let login = LoginProof::SecondFactor {
             challenge: challenge.id,

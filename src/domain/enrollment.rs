@@ -54,7 +54,7 @@ impl<S: Store> AuthService<S> {
             .verify(password, Some(user.password_hash.clone()))
             .await?
         {
-            return Err(attempt.fail(FailureKind::Password, None).await);
+            return Err(attempt.fail(FailureKind::Password).await);
         }
         attempt.refund().await;
 

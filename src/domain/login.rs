@@ -72,14 +72,14 @@ impl<S: Store> AuthService<S> {
             .filter(|u| u.disabled_at.is_none());
         let user_id = user.as_ref().map(|u| u.id);
         let attempt = budget
-            .reserve(&self.store, &self.clock, &username, user_id)
+            .reserve(&self.store, &self.clock, &username, user_id, None)
             .await?;
         // Verify against a dummy hash when there is no usable account, so
         // unknown and disabled names cost the same time as real ones.
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let correct = self.passwords.verify(password.clone(), stored).await?;
         let Some(user) = user.filter(|_| correct) else {
-            let error = attempt.fail(FailureKind::Password, None).await;
+            let error = attempt.fail(FailureKind::Password).await;
             // Only a failure that was recorded is reported as one.
             if matches!(error, AuthError::InvalidCredentials) {
                 audit::record(AuditEvent::LoginFailed, Outcome::Failure, user_id);
@@ -200,11 +200,7 @@ impl<S: Store> AuthService<S> {
                 | CompletionError::CodeUsed,
             ) => {
                 // Race losers count as failures (of the second factor).
-                let challenge = match proof {
-                    LoginProof::SecondFactor { challenge, .. } => Some(challenge),
-                    LoginProof::Password { .. } => None,
-                };
-                return Err(attempt.fail(FailureKind::SecondFactor, challenge).await);
+                return Err(attempt.fail(FailureKind::SecondFactor).await);
             }
             // Anything else is no verdict on the credential: dropping the
             // attempt gives it back.

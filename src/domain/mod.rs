@@ -106,7 +106,13 @@ impl<S: Store> AuthService<S> {
     pub(crate) async fn reserve_attempt(&self, user: &UserRecord) -> Result<Attempt<S>, AuthError> {
         self.settings
             .budget
-            .reserve(&self.store, &self.clock, &user.username, Some(user.id))
+            .reserve(
+                &self.store,
+                &self.clock,
+                &user.username,
+                Some(user.id),
+                None,
+            )
             .await
     }
 

@@ -135,7 +135,7 @@ impl<S: Store> AuthService<S> {
         } else {
             FailureKind::Password
         };
-        Err(attempt.fail(kind, None).await)
+        Err(attempt.fail(kind).await)
     }
 
     /// Commits a granted action with its proof; the same transaction gives
@@ -171,7 +171,7 @@ impl<S: Store> AuthService<S> {
                 Ok(user.id)
             }
             Err(CompletionError::StepUsed | CompletionError::CodeUsed) => {
-                Err(attempt.fail(FailureKind::SecondFactor, None).await)
+                Err(attempt.fail(FailureKind::SecondFactor).await)
             }
             Err(other) => Err(other.into()),
         }

@@ -17,6 +17,9 @@ pub enum Reservation {
     /// Not locked, but failures and checks still in flight use up the
     /// budget: the caller waits for those to settle.
     Busy,
+    /// The challenge the check is for has no try left (five wrong codes,
+    /// judged or in flight), or has expired or been used.
+    ChallengeGone,
     /// The name is locked until then.
     Locked {
         /// End of the lock (always in the future).
@@ -71,31 +74,45 @@ impl LockRule {
 }
 
 /// The per-name failure budget, atomic per name across replicas.
+/// The try of a login challenge that a second-factor check holds. It is
+/// taken with the budget attempt, so concurrent wrong codes never get more
+/// than a challenge's tries; a check that ends unjudged gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeTry {
+    /// The challenge being answered.
+    pub challenge: ChallengeId,
+    /// Tries a challenge has (wrong codes that kill it).
+    pub max_failures: u32,
+}
+
 pub trait FailureBudgetStore: Send + Sync {
     /// Reserves one attempt of `name`'s failure budget under `attempt`,
     /// leased until `lease_until`: granted only while the name is not
     /// locked and its failures plus unexpired reservations stay below
-    /// `threshold`. Atomic per name across connections and replicas.
+    /// `threshold`, and — for a challenge — while the challenge is live with
+    /// a try left, which the reservation then holds. Atomic per name (and
+    /// challenge) across connections and replicas.
     fn reserve_attempt(
         &self,
         name: &Username,
         attempt: AttemptId,
+        challenge: Option<ChallengeTry>,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         threshold: u32,
     ) -> impl Future<Output = StoreResult<Reservation>> + Send;
     /// Removes a reservation with no verdict (right credential before
-    /// anything was issued, cancellation, overload, a storage error).
+    /// anything was issued, cancellation, overload, a storage error),
+    /// giving back the challenge try it held.
     fn release_attempt(&self, attempt: AttemptId) -> impl Future<Output = StoreResult<()>> + Send;
-    /// In one transaction: removes the reservation, counts a failure for
-    /// `name` (locking it per `rule` when the budget is spent) and, for a
-    /// wrong code on a challenge, counts it against `challenge`. Returns the
-    /// new lock's end, if this failure set one.
+    /// In one transaction: removes the reservation (a challenge try it
+    /// held stays spent) and counts a failure for `name`, locking it per
+    /// `rule` when the budget is spent. Returns the new lock's end, if this
+    /// failure set one.
     fn record_failure(
         &self,
         attempt: AttemptId,
         name: &Username,
-        challenge: Option<ChallengeId>,
         now: OffsetDateTime,
         rule: LockRule,
     ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;

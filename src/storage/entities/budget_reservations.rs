@@ -10,6 +10,7 @@ pub struct Model {
     pub name: String,
     pub lease_until: i64,
     pub created_at: i64,
+    pub challenge_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

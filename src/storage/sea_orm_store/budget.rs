@@ -8,8 +8,10 @@ use sea_orm::{
 use time::OffsetDateTime;
 
 use super::{SeaOrmStore, db_error, from_ms, ms};
-use crate::domain::ids::{AttemptId, ChallengeId};
-use crate::domain::store::{FailureBudgetStore, LockRule, Reservation, StoreError, StoreResult};
+use crate::domain::ids::AttemptId;
+use crate::domain::store::{
+    ChallengeTry, FailureBudgetStore, LockRule, Reservation, StoreError, StoreResult,
+};
 use crate::domain::username::Username;
 use crate::storage::entities::{budget_reservations, failure_budgets, login_challenges};
 
@@ -63,6 +65,7 @@ impl FailureBudgetStore for SeaOrmStore {
         &self,
         name: &Username,
         attempt: AttemptId,
+        challenge: Option<ChallengeTry>,
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
         threshold: u32,
@@ -70,6 +73,28 @@ impl FailureBudgetStore for SeaOrmStore {
         let now = ms(now);
         let threshold = i64::from(threshold);
         let tx = self.begin_write().await?;
+        // The challenge's try first, then the budget: every transaction that
+        // touches both takes them in this order (complete_login does too),
+        // so PostgreSQL never sees a lock cycle. A refusal below rolls the
+        // try back with everything else.
+        if let Some(try_) = challenge {
+            let max = i32::try_from(try_.max_failures).unwrap_or(i32::MAX);
+            let taken = login_challenges::Entity::update_many()
+                .col_expr(
+                    login_challenges::Column::FailedAttempts,
+                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
+                )
+                .filter(login_challenges::Column::Id.eq(try_.challenge.to_string()))
+                .filter(login_challenges::Column::FailedAttempts.lt(max))
+                .filter(login_challenges::Column::ExpiresAt.gt(now))
+                .exec(&*tx)
+                .await
+                .map_err(db_error("take a challenge try"))?;
+            if taken.rows_affected != 1 {
+                Self::abandon(tx).await?;
+                return Ok(Reservation::ChallengeGone);
+            }
+        }
         let budget = Self::lock_budget(&tx, name, now).await?;
         if let Some(until) = budget.locked_until.filter(|until| *until > now) {
             Self::abandon(tx).await?;
@@ -97,6 +122,7 @@ impl FailureBudgetStore for SeaOrmStore {
             name: Set(name.as_str().to_owned()),
             lease_until: Set(ms(lease_until)),
             created_at: Set(now),
+            challenge_id: Set(challenge.map(|c| c.challenge.to_string())),
         };
         budget_reservations::Entity::insert(row)
             .exec_without_returning(&*tx)
@@ -107,18 +133,42 @@ impl FailureBudgetStore for SeaOrmStore {
     }
 
     async fn release_attempt(&self, attempt: AttemptId) -> StoreResult<()> {
-        budget_reservations::Entity::delete_by_id(attempt.to_string())
-            .exec(&self.db)
+        let tx = self.begin_write().await?;
+        let Some(reservation) = budget_reservations::Entity::find_by_id(attempt.to_string())
+            .one(&*tx)
+            .await
+            .map_err(db_error("read budget reservation"))?
+        else {
+            // Settled already, or leased out and swept.
+            return Self::abandon(tx).await;
+        };
+        let released = budget_reservations::Entity::delete_by_id(attempt.to_string())
+            .exec(&*tx)
             .await
             .map_err(db_error("release budget reservation"))?;
-        Ok(())
+        // The check was never judged: its challenge try goes back, once.
+        if let Some(challenge) = reservation
+            .challenge_id
+            .filter(|_| released.rows_affected == 1)
+        {
+            login_challenges::Entity::update_many()
+                .col_expr(
+                    login_challenges::Column::FailedAttempts,
+                    Expr::col(login_challenges::Column::FailedAttempts).sub(1),
+                )
+                .filter(login_challenges::Column::Id.eq(challenge))
+                .filter(login_challenges::Column::FailedAttempts.gt(0))
+                .exec(&*tx)
+                .await
+                .map_err(db_error("give back a challenge try"))?;
+        }
+        Self::commit(tx).await
     }
 
     async fn record_failure(
         &self,
         attempt: AttemptId,
         name: &Username,
-        challenge: Option<ChallengeId>,
         now: OffsetDateTime,
         rule: LockRule,
     ) -> StoreResult<Option<OffsetDateTime>> {
@@ -127,17 +177,6 @@ impl FailureBudgetStore for SeaOrmStore {
         let tx = self.begin_write().await?;
         let budget = Self::lock_budget(&tx, name, now_ms).await?;
         Self::remove_reservation(&tx, attempt).await?;
-        if let Some(challenge) = challenge {
-            login_challenges::Entity::update_many()
-                .col_expr(
-                    login_challenges::Column::FailedAttempts,
-                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
-                )
-                .filter(login_challenges::Column::Id.eq(challenge.to_string()))
-                .exec(&*tx)
-                .await
-                .map_err(db_error("count challenge failure"))?;
-        }
         let failures = budget.failures.saturating_add(1);
         let mut update = failure_budgets::Entity::update_many()
             .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(now_ms))
