@@ -3,13 +3,14 @@
 //! noisy). Run with `cargo bench --bench login_timing`.
 #![allow(
     dead_code,
+    unused_imports,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     missing_docs
 )]
 
-#[path = "../api/helpers.rs"]
+#[path = "../api/helpers/mod.rs"]
 mod helpers;
 
 use std::time::{Duration, Instant};
