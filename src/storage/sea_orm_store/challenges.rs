@@ -1,7 +1,9 @@
 //! [`ChallengeStore`] over `login_challenges`.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QuerySelect,
+};
 use time::OffsetDateTime;
 
 use super::{SeaOrmStore, corrupt, db_error, ms, user_id};
@@ -12,6 +14,14 @@ use crate::domain::store::{
 };
 use crate::domain::username::Username;
 use crate::storage::entities::{login_challenges, users};
+
+/// A challenge row with its owner's name, read in one query.
+#[derive(Debug, FromQueryResult)]
+struct ChallengeWithOwner {
+    id: String,
+    user_id: String,
+    username: String,
+}
 
 impl ChallengeStore for SeaOrmStore {
     async fn insert_challenge(
@@ -54,26 +64,37 @@ impl ChallengeStore for SeaOrmStore {
         now: OffsetDateTime,
         max_failures: u32,
     ) -> StoreResult<Option<ChallengeRecord>> {
+        // One read with the owner joined (enabled accounts only).
+        let owner = login_challenges::Entity::belongs_to(users::Entity)
+            .from(login_challenges::Column::UserId)
+            .to(users::Column::Id)
+            .into();
         let Some(row) = login_challenges::Entity::find()
+            .select_only()
+            .columns([
+                login_challenges::Column::Id,
+                login_challenges::Column::UserId,
+            ])
+            .column(users::Column::Username)
+            .join(JoinType::InnerJoin, owner)
             .filter(login_challenges::Column::TokenHash.eq(hash.0.to_vec()))
             .filter(login_challenges::Column::ExpiresAt.gt(ms(now)))
             .filter(
                 login_challenges::Column::FailedAttempts
                     .lt(i32::try_from(max_failures).unwrap_or(i32::MAX)),
             )
+            .filter(users::Column::DisabledAt.is_null())
+            .into_model::<ChallengeWithOwner>()
             .one(&self.db)
             .await
             .map_err(db_error("find challenge"))?
         else {
             return Ok(None);
         };
-        let Some(user) = self.username_of(&row.user_id).await? else {
-            return Ok(None);
-        };
         Ok(Some(ChallengeRecord {
             id: ChallengeId::parse(&row.id).ok_or_else(|| corrupt("challenge id"))?,
             user_id: user_id(&row.user_id)?,
-            username: Username::from_canonical(user.username),
+            username: Username::from_canonical(row.username),
         }))
     }
 }

@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use time::OffsetDateTime;
 
@@ -112,21 +112,25 @@ impl SecondFactorStore for SeaOrmStore {
             .all(&self.db)
             .await
             .map_err(db_error("read TOTP secrets"))?;
-        let last_step: Option<Option<i64>> = users::Entity::find_by_id(id.clone())
+        // The last step and the unused codes in one read: the second step of
+        // every two-factor login asks for both.
+        let (last_step, unused): (Option<i64>, i64) = users::Entity::find_by_id(id)
             .select_only()
             .column(users::Column::TotpLastStep)
+            .column_as(
+                Expr::cust(
+                    "(SELECT COUNT(*) FROM recovery_codes \
+                     WHERE recovery_codes.user_id = users.id AND recovery_codes.used_at IS NULL)",
+                ),
+                "unused",
+            )
             .into_tuple()
             .one(&self.db)
             .await
-            .map_err(db_error("read last TOTP step"))?;
-        let unused = recovery_codes::Entity::find()
-            .filter(recovery_codes::Column::UserId.eq(id))
-            .filter(recovery_codes::Column::UsedAt.is_null())
-            .count(&self.db)
-            .await
-            .map_err(db_error("count recovery codes"))?;
+            .map_err(db_error("read TOTP step and recovery codes"))?
+            .unwrap_or((None, 0));
         let mut state = SecondFactorState {
-            last_step: last_step.flatten().and_then(|s| u64::try_from(s).ok()),
+            last_step: last_step.and_then(|s| u64::try_from(s).ok()),
             unused_recovery_codes: u32::try_from(unused).unwrap_or(u32::MAX),
             ..Default::default()
         };
