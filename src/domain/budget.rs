@@ -3,8 +3,10 @@
 //!
 //! Every credential check reserves an attempt first, so N concurrent guesses
 //! get at most the remaining budget, not N. The budget lives in the database
-//! (see `Store::reserve_attempt`), identically for names that do not exist,
-//! so it tells nothing about which accounts exist.
+//! (see `FailureBudgetStore::reserve_attempt`), identically for names that
+//! do not exist, so it tells nothing about which accounts exist. A check of a
+//! login challenge's code also takes one of the challenge's five tries with
+//! its attempt, and gives it back when it ends unjudged.
 //!
 //! Failures and checks in flight are kept apart: a reservation is not a
 //! failure. A call that finds the budget used up only by other calls still in
