@@ -49,6 +49,8 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// The plaintext health-only listener, when configured.
+    health_listener: Option<TcpListener>,
     service: Arc<AuthService<SeaOrmStore>>,
     /// Assembly's own handle on the pool, for the health probe.
     db: DatabaseConnection,
@@ -196,6 +198,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("bind {}", config.server.listen))?;
+        let health_listener = match config.server.health_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind WARDEN_HEALTH_LISTEN {addr}"))?,
+            ),
+            None => None,
+        };
         let audit = config
             .telemetry
             .otlp_endpoint
@@ -204,6 +214,7 @@ impl Application {
             .transpose()?;
         Ok(Self {
             listener,
+            health_listener,
             service,
             db,
             config,
@@ -216,11 +227,20 @@ impl Application {
         self.listener.local_addr().context("read bound address")
     }
 
+    /// The address the health-only listener bound, when configured.
+    pub fn health_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.health_listener
+            .as_ref()
+            .map(|l| l.local_addr().context("read bound health address"))
+            .transpose()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, turns health
     /// NOT_SERVING, and gives in-flight calls the grace period to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
+            health_listener,
             service,
             db,
             config,
@@ -264,6 +284,17 @@ impl Application {
         let auth = AuthServiceServer::new(AuthGrpc::new(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
+        // The probe port: health only, plaintext, the same reporter. It
+        // keeps answering (NOT_SERVING) through the grace period and stops
+        // with the main listener.
+        let health_only = health_listener.map(|listener| {
+            tokio::spawn(
+                Server::builder()
+                    .add_service(health.clone())
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            )
+        });
+
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let trace = TraceLayer::new(config.server.trusted_proxies.clone(), audit.clone());
         let server = Server::builder()
@@ -299,6 +330,9 @@ impl Application {
             }
         };
         probe.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
         sweeper.abort();
         forgetter.abort();
         if let Some(audit) = audit {
