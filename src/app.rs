@@ -25,6 +25,7 @@ use crate::grpc::AuthGrpc;
 use crate::grpc::guard::{Bucket, GuardConfig, GuardLayer, MAX_MESSAGE_BYTES, RateLimits};
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::grpc::trace::TraceLayer;
+use crate::metrics::Metrics;
 use crate::storage::{self, Backend, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
@@ -51,6 +52,8 @@ pub struct Application {
     listener: TcpListener,
     /// The plaintext health-only listener, when configured.
     health_listener: Option<TcpListener>,
+    /// The plaintext `/metrics` listener and the metrics, when configured.
+    http: Option<(TcpListener, Metrics)>,
     service: Arc<AuthService<SeaOrmStore>>,
     /// Assembly's own handle on the pool, for the health probe.
     db: DatabaseConnection,
@@ -159,6 +162,15 @@ pub async fn build_service(
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AuthService<SeaOrmStore>> {
+    Ok(build_service_and_pool(config, db, clock).await?.0)
+}
+
+/// [`build_service`], also handing back the hashing pool (for metrics).
+async fn build_service_and_pool(
+    config: &Config,
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(AuthService<SeaOrmStore>, Arc<HashingPool>)> {
     let has_users = storage::has_users(&db).await?;
     let keys = keys::load(&config.keys, &config.database.url, has_users)?;
     let hashing = &config.hashing;
@@ -175,9 +187,9 @@ pub async fn build_service(
         .context("start hashing workers")?;
     let passwords =
         SecretHasher::new(pool.clone(), password_params).context("argon2 parameters")?;
-    let recovery =
-        SecretHasher::new(pool, Argon2Params::RECOVERY_CODE).context("argon2 parameters")?;
-    Ok(AuthService::new(
+    let recovery = SecretHasher::new(pool.clone(), Argon2Params::RECOVERY_CODE)
+        .context("argon2 parameters")?;
+    let service = AuthService::new(
         SeaOrmStore::new(db),
         clock,
         passwords,
@@ -185,7 +197,8 @@ pub async fn build_service(
         keys.token,
         keys.ring,
         settings(config),
-    ))
+    );
+    Ok((service, pool))
 }
 
 impl Application {
@@ -194,7 +207,8 @@ impl Application {
         validate(&config)?;
         keys::require_for_postgres(&config.keys, &config.database.url)?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
-        let service = Arc::new(build_service(&config, db.clone(), clock).await?);
+        let (service, pool) = build_service_and_pool(&config, db.clone(), clock).await?;
+        let service = Arc::new(service);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("bind {}", config.server.listen))?;
@@ -206,6 +220,17 @@ impl Application {
             ),
             None => None,
         };
+        let http = match config.server.http_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind WARDEN_HTTP_LISTEN {addr}"))?;
+                let metrics =
+                    Metrics::new(Some(pool), Some(db.clone())).context("register metrics")?;
+                Some((listener, metrics))
+            }
+            None => None,
+        };
         let audit = config
             .telemetry
             .otlp_endpoint
@@ -215,6 +240,7 @@ impl Application {
         Ok(Self {
             listener,
             health_listener,
+            http,
             service,
             db,
             config,
@@ -235,12 +261,21 @@ impl Application {
             .transpose()
     }
 
+    /// The address the `/metrics` listener bound, when configured.
+    pub fn http_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.http
+            .as_ref()
+            .map(|(l, _)| l.local_addr().context("read bound HTTP address"))
+            .transpose()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, turns health
     /// NOT_SERVING, and gives in-flight calls the grace period to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
             health_listener,
+            http,
             service,
             db,
             config,
@@ -296,7 +331,15 @@ impl Application {
         });
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let trace = TraceLayer::new(config.server.trusted_proxies.clone(), audit.clone());
+        let (http_listener, metrics) = http.unzip();
+        let http_server = http_listener
+            .zip(metrics.clone())
+            .map(|(listener, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
+        let trace = TraceLayer::new(
+            config.server.trusted_proxies.clone(),
+            audit.clone(),
+            metrics,
+        );
         let server = Server::builder()
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
@@ -332,6 +375,9 @@ impl Application {
         probe.abort();
         if let Some(health_only) = health_only {
             health_only.abort();
+        }
+        if let Some(http_server) = http_server {
+            http_server.abort();
         }
         sweeper.abort();
         forgetter.abort();
