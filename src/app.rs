@@ -52,6 +52,8 @@ pub struct Application {
     listener: TcpListener,
     /// The plaintext health-only listener, when configured.
     health_listener: Option<TcpListener>,
+    /// TLS on the main listener, when configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// The plaintext `/metrics` listener and the metrics, when configured.
     http: Option<(TcpListener, Metrics)>,
     service: Arc<AuthService<SeaOrmStore>>,
@@ -207,6 +209,9 @@ impl Application {
         validate(&config)?;
         keys::require_for_postgres(&config.keys, &config.database.url)?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
+        let tls = tls_files(&config)
+            .map(|f| crate::tls::server_config(&f))
+            .transpose()?;
         let (service, pool) = build_service_and_pool(&config, db.clone(), clock).await?;
         let service = Arc::new(service);
         let listener = TcpListener::bind(config.server.listen)
@@ -240,6 +245,7 @@ impl Application {
         Ok(Self {
             listener,
             health_listener,
+            tls,
             http,
             service,
             db,
@@ -275,6 +281,7 @@ impl Application {
         let Self {
             listener,
             health_listener,
+            tls,
             http,
             service,
             db,
@@ -340,7 +347,7 @@ impl Application {
             audit.clone(),
             metrics,
         );
-        let server = Server::builder()
+        let router = Server::builder()
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
@@ -349,10 +356,23 @@ impl Application {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(auth)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_rx.await;
-            });
+            .add_service(auth);
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        let mut acceptor = None;
+        let server: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            Some(tls) => {
+                let (incoming, task) = crate::tls::incoming(listener, tls);
+                acceptor = Some(task);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
+            ),
+        };
         tokio::pin!(server);
         let outcome = tokio::select! {
             result = &mut server => result.context("serve"),
@@ -379,6 +399,9 @@ impl Application {
         if let Some(http_server) = http_server {
             http_server.abort();
         }
+        if let Some(acceptor) = acceptor {
+            acceptor.abort();
+        }
         sweeper.abort();
         forgetter.abort();
         if let Some(audit) = audit {
@@ -386,6 +409,16 @@ impl Application {
         }
         outcome
     }
+}
+
+/// The TLS files, when both the certificate and the key are set.
+fn tls_files(config: &Config) -> Option<crate::tls::TlsFiles> {
+    let server = &config.server;
+    Some(crate::tls::TlsFiles {
+        cert: server.tls_cert_file.clone()?,
+        key: server.tls_key_file.clone()?,
+        client_ca: server.tls_client_ca_file.clone(),
+    })
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod net;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -23,7 +23,7 @@ use crate::domain::audit::{self, AuditEvent, AuditRecord, Outcome};
 use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::telemetry::{AuditTracer, RPC_TARGET};
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Reads W3C trace context from request headers.
 struct Headers<'a>(&'a http::HeaderMap);
@@ -179,9 +179,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
 
-        let peer = request
-            .extensions()
+        // Plaintext connections carry `TcpConnectInfo`; TLS ones wrap it.
+        let extensions = request.extensions();
+        let peer = extensions
             .get::<TcpConnectInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(TlsConnectInfo::get_ref)
+            })
             .and_then(TcpConnectInfo::remote_addr)
             .map(|a| a.ip());
         if let Some(peer) = peer {

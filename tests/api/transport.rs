@@ -139,3 +139,335 @@ async fn metrics_count_calls_locks_and_limits_without_user_data() {
     assert!(status.contains("404"), "{status}");
     server.stop().await;
 }
+
+/// A test CA (generated here; no keys in the repository).
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A PEM certificate and key.
+struct Leaf {
+    cert: String,
+    key: String,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    fn leaf(&self, name: &str, usage: rcgen::ExtendedKeyUsagePurpose) -> Leaf {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn server(&self) -> Leaf {
+        self.leaf("localhost", rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    fn client(&self) -> Leaf {
+        self.leaf("backend", rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+/// Writes `text` to `path` the way Kubernetes updates a Secret volume: a
+/// new file moved into place.
+fn replace(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write");
+    std::fs::rename(&next, path).expect("rename");
+}
+
+/// A server whose main listener speaks TLS, with a plaintext health port.
+struct TlsServer {
+    addr: SocketAddr,
+    health_addr: SocketAddr,
+    dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _db: crate::helpers::TestDatabase,
+}
+
+impl TlsServer {
+    async fn start(
+        server: &Leaf,
+        client_ca: Option<&str>,
+        adjust: impl FnOnce(&mut warden::config::Config),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("tls.crt");
+        let key = dir.path().join("tls.key");
+        std::fs::write(&cert, &server.cert).expect("write cert");
+        std::fs::write(&key, &server.key).expect("write key");
+        let db = crate::helpers::TestDatabase::create().await;
+        let mut config = crate::helpers::test_config(&db);
+        config.server.tls_cert_file = Some(cert);
+        config.server.tls_key_file = Some(key);
+        if let Some(ca) = client_ca {
+            let path = dir.path().join("client-ca.crt");
+            std::fs::write(&path, ca).expect("write CA");
+            config.server.tls_client_ca_file = Some(path);
+        }
+        config.server.health_listen = Some("127.0.0.1:0".parse().expect("address"));
+        adjust(&mut config);
+        let clock = std::sync::Arc::new(warden::domain::clock::ManualClock::new(
+            crate::helpers::epoch(),
+        ));
+        let app = warden::app::Application::build(config, clock)
+            .await
+            .expect("server builds");
+        let addr = app.local_addr().expect("address");
+        let health_addr = app.health_addr().expect("address").expect("health port");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            health_addr,
+            dir,
+            stop: Some(stop),
+            handle,
+            _db: db,
+        }
+    }
+
+    async fn tls_channel(
+        &self,
+        ca: &str,
+        identity: Option<&Leaf>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+            .domain_name("localhost");
+        if let Some(leaf) = identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(&leaf.cert, &leaf.key));
+        }
+        Channel::from_shared(format!("https://{}", self.addr))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls config")
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+/// Whether an AuthService call gets an answer from the application (any
+/// status the handlers make) over `channel`.
+async fn answers(channel: Result<Channel, tonic::transport::Error>) -> bool {
+    let Ok(channel) = channel else { return false };
+    let mut client = AuthServiceClient::new(channel);
+    let call = client.validate_session(pb::ValidateSessionRequest {
+        token: "not-a-token".into(),
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(status)) => !matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        ),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
+    let ca = TestCa::new("Warden test CA");
+    let server = TlsServer::start(&ca.server(), None, |config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.login_burst = 1;
+    })
+    .await;
+
+    assert!(
+        answers(server.tls_channel(&ca.pem(), None).await).await,
+        "TLS client"
+    );
+    let plain = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await;
+    assert!(!answers(plain).await, "plaintext must be refused");
+    let stranger = TestCa::new("Another CA");
+    assert!(
+        !answers(server.tls_channel(&stranger.pem(), None).await).await,
+        "a client that does not trust the server's CA gets no answer"
+    );
+
+    // The probe port stays plaintext while the API speaks TLS.
+    assert_eq!(
+        health_status(plaintext(server.health_addr).await, "warden.v1.AuthService").await,
+        ServingStatus::Serving
+    );
+
+    // The rate-limit key still comes from the TLS connection's peer.
+    let mut client =
+        AuthServiceClient::new(server.tls_channel(&ca.pem(), None).await.expect("connect"));
+    let login = || pb::LoginRequest {
+        username: "nobody-here".into(),
+        password: "wrong password!!".into(),
+    };
+    let first = client.login(login()).await.expect_err("unknown user");
+    assert_eq!(first.code(), Code::Unauthenticated, "{first:?}");
+    let second = client.login(login()).await.expect_err("limited");
+    assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
+    assert!(second.message().contains("too many requests"), "{second:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mtls_refuses_clients_without_a_certificate_from_the_ca() {
+    let ca = TestCa::new("Warden test CA");
+    let clients = TestCa::new("Backend client CA");
+    let server = TlsServer::start(&ca.server(), Some(&clients.pem()), |_| {}).await;
+
+    assert!(
+        answers(server.tls_channel(&ca.pem(), Some(&clients.client())).await).await,
+        "a client with a certificate from the client CA"
+    );
+    assert!(
+        !answers(server.tls_channel(&ca.pem(), None).await).await,
+        "no client certificate"
+    );
+    let other = TestCa::new("Someone else");
+    assert!(
+        !answers(server.tls_channel(&ca.pem(), Some(&other.client())).await).await,
+        "a client certificate from another CA"
+    );
+    assert_eq!(
+        health_status(plaintext(server.health_addr).await, "").await,
+        ServingStatus::Serving,
+        "the probe port needs no certificate"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let old = TestCa::new("Old CA");
+    let server = TlsServer::start(&old.server(), None, |_| {}).await;
+    assert!(answers(server.tls_channel(&old.pem(), None).await).await);
+
+    let new = TestCa::new("New CA");
+    let leaf = new.server();
+    replace(&server.dir.path().join("tls.key"), &leaf.key);
+    replace(&server.dir.path().join("tls.crt"), &leaf.cert);
+
+    let mut rotated = false;
+    for _ in 0..40 {
+        if answers(server.tls_channel(&new.pem(), None).await).await {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rotated, "the new certificate was not served");
+    assert!(
+        !answers(server.tls_channel(&old.pem(), None).await).await,
+        "the old certificate is no longer served"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tls_files_refuse_the_start_naming_the_file() {
+    let db = crate::helpers::TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("Warden test CA");
+    let leaf = ca.server();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&cert, &leaf.cert).expect("write");
+    std::fs::write(&key, &leaf.key).expect("write");
+    std::fs::write(&junk, "not a PEM file\n").expect("write");
+    let missing = dir.path().join("missing.crt");
+
+    let cases = [
+        (
+            missing.clone(),
+            key.clone(),
+            None,
+            "WARDEN_TLS_CERT_FILE",
+            missing.clone(),
+        ),
+        (
+            junk.clone(),
+            key.clone(),
+            None,
+            "WARDEN_TLS_CERT_FILE",
+            junk.clone(),
+        ),
+        (
+            cert.clone(),
+            junk.clone(),
+            None,
+            "WARDEN_TLS_KEY_FILE",
+            junk.clone(),
+        ),
+        (
+            cert.clone(),
+            key.clone(),
+            Some(junk.clone()),
+            "WARDEN_TLS_CLIENT_CA_FILE",
+            junk.clone(),
+        ),
+    ];
+    for (cert, key, ca, setting, named) in cases {
+        let mut config = crate::helpers::test_config(&db);
+        config.server.tls_cert_file = Some(cert);
+        config.server.tls_key_file = Some(key);
+        config.server.tls_client_ca_file = ca;
+        let clock = std::sync::Arc::new(warden::domain::clock::ManualClock::new(
+            crate::helpers::epoch(),
+        ));
+        let Err(error) = warden::app::Application::build(config, clock).await else {
+            panic!("{setting}: the start was not refused");
+        };
+        let message = format!("{error:#}");
+        assert!(message.contains(setting), "{setting}: {message}");
+        assert!(
+            message.contains(&named.display().to_string()),
+            "{setting}: {message}"
+        );
+    }
+}
