@@ -471,3 +471,62 @@ async fn bad_tls_files_refuse_the_start_naming_the_file() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_health_port_turns_not_serving_on_shutdown_and_metrics_see_the_running_hash() {
+    // A slow hash keeps a Login in flight across the shutdown.
+    let mut server = TestServer::start_with(|c| {
+        c.hashing.memory_kib = 65_536;
+        c.hashing.iterations = 8;
+        c.server.shutdown_grace_secs = 20;
+        c.server.health_listen = Some("127.0.0.1:0".parse().expect("address"));
+        c.server.http_listen = Some("127.0.0.1:0".parse().expect("address"));
+    })
+    .await;
+    let health_addr = server.health_addr.expect("health port");
+    let http = server.http_addr.expect("HTTP port");
+    server
+        .register("slow-hasher", "correct horse battery")
+        .await;
+    let mut watch = HealthClient::new(plaintext(health_addr).await)
+        .watch(HealthCheckRequest {
+            service: "warden.v1.AuthService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let mut client = server.client.clone();
+    let in_flight = tokio::spawn(async move {
+        client
+            .login(pb::LoginRequest {
+                username: "slow-hasher".into(),
+                password: "correct horse battery".into(),
+            })
+            .await
+    });
+    let mut running = false;
+    for _ in 0..50 {
+        let (_, body) = http_get(http, "/metrics").await;
+        if body.contains("warden_hash_jobs_running 1") {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(running, "the login's hash showed as running");
+
+    server.begin_stop();
+    let during = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+        .await
+        .expect("the health port reports the shutdown")
+        .expect("stream")
+        .expect("a status");
+    assert_eq!(during.status(), ServingStatus::NotServing);
+    assert!(!in_flight.is_finished(), "the login was still in flight");
+    drop(watch);
+    assert!(in_flight.await.expect("task").is_ok(), "the login finished");
+    server.stop().await;
+}
