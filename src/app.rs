@@ -259,6 +259,11 @@ impl Application {
         self.listener.local_addr().context("read bound address")
     }
 
+    /// Whether the main listener speaks TLS.
+    pub fn speaks_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The address the health-only listener bound, when configured.
     pub fn health_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         self.health_listener
