@@ -25,6 +25,7 @@ use crate::grpc::AuthGrpc;
 use crate::grpc::guard::{Bucket, GuardConfig, GuardLayer, MAX_MESSAGE_BYTES, RateLimits};
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::grpc::trace::TraceLayer;
+use crate::metrics::Metrics;
 use crate::storage::{self, Backend, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
@@ -49,6 +50,12 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// The plaintext health-only listener, when configured.
+    health_listener: Option<TcpListener>,
+    /// TLS on the main listener, when configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The plaintext `/metrics` listener and the metrics, when configured.
+    http: Option<(TcpListener, Metrics)>,
     service: Arc<AuthService<SeaOrmStore>>,
     /// Assembly's own handle on the pool, for the health probe.
     db: DatabaseConnection,
@@ -157,6 +164,15 @@ pub async fn build_service(
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AuthService<SeaOrmStore>> {
+    Ok(build_service_and_pool(config, db, clock).await?.0)
+}
+
+/// [`build_service`], also handing back the hashing pool (for metrics).
+async fn build_service_and_pool(
+    config: &Config,
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(AuthService<SeaOrmStore>, Arc<HashingPool>)> {
     let has_users = storage::has_users(&db).await?;
     let keys = keys::load(&config.keys, &config.database.url, has_users)?;
     let hashing = &config.hashing;
@@ -173,9 +189,9 @@ pub async fn build_service(
         .context("start hashing workers")?;
     let passwords =
         SecretHasher::new(pool.clone(), password_params).context("argon2 parameters")?;
-    let recovery =
-        SecretHasher::new(pool, Argon2Params::RECOVERY_CODE).context("argon2 parameters")?;
-    Ok(AuthService::new(
+    let recovery = SecretHasher::new(pool.clone(), Argon2Params::RECOVERY_CODE)
+        .context("argon2 parameters")?;
+    let service = AuthService::new(
         SeaOrmStore::new(db),
         clock,
         passwords,
@@ -183,7 +199,8 @@ pub async fn build_service(
         keys.token,
         keys.ring,
         settings(config),
-    ))
+    );
+    Ok((service, pool))
 }
 
 impl Application {
@@ -192,10 +209,33 @@ impl Application {
         validate(&config)?;
         keys::require_for_postgres(&config.keys, &config.database.url)?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
-        let service = Arc::new(build_service(&config, db.clone(), clock).await?);
+        let tls = tls_files(&config)
+            .map(|f| crate::tls::server_config(&f))
+            .transpose()?;
+        let (service, pool) = build_service_and_pool(&config, db.clone(), clock).await?;
+        let service = Arc::new(service);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("bind {}", config.server.listen))?;
+        let health_listener = match config.server.health_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind WARDEN_HEALTH_LISTEN {addr}"))?,
+            ),
+            None => None,
+        };
+        let http = match config.server.http_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind WARDEN_HTTP_LISTEN {addr}"))?;
+                let metrics =
+                    Metrics::new(Some(pool), Some(db.clone())).context("register metrics")?;
+                Some((listener, metrics))
+            }
+            None => None,
+        };
         let audit = config
             .telemetry
             .otlp_endpoint
@@ -204,6 +244,9 @@ impl Application {
             .transpose()?;
         Ok(Self {
             listener,
+            health_listener,
+            tls,
+            http,
             service,
             db,
             config,
@@ -216,11 +259,35 @@ impl Application {
         self.listener.local_addr().context("read bound address")
     }
 
+    /// Whether the main listener speaks TLS.
+    pub fn speaks_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The address the health-only listener bound, when configured.
+    pub fn health_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.health_listener
+            .as_ref()
+            .map(|l| l.local_addr().context("read bound health address"))
+            .transpose()
+    }
+
+    /// The address the `/metrics` listener bound, when configured.
+    pub fn http_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.http
+            .as_ref()
+            .map(|(l, _)| l.local_addr().context("read bound HTTP address"))
+            .transpose()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, turns health
     /// NOT_SERVING, and gives in-flight calls the grace period to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
+            health_listener,
+            tls,
+            http,
             service,
             db,
             config,
@@ -264,9 +331,28 @@ impl Application {
         let auth = AuthServiceServer::new(AuthGrpc::new(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
+        // The probe port: health only, plaintext, the same reporter. It
+        // keeps answering (NOT_SERVING) through the grace period and stops
+        // with the main listener.
+        let health_only = health_listener.map(|listener| {
+            tokio::spawn(
+                Server::builder()
+                    .add_service(health.clone())
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            )
+        });
+
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let trace = TraceLayer::new(config.server.trusted_proxies.clone(), audit.clone());
-        let server = Server::builder()
+        let (http_listener, metrics) = http.unzip();
+        let http_server = http_listener
+            .zip(metrics.clone())
+            .map(|(listener, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
+        let trace = TraceLayer::new(
+            config.server.trusted_proxies.clone(),
+            audit.clone(),
+            metrics,
+        );
+        let router = Server::builder()
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
@@ -275,10 +361,23 @@ impl Application {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(auth)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_rx.await;
-            });
+            .add_service(auth);
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        let mut acceptor = None;
+        let server: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            Some(tls) => {
+                let (incoming, task) = crate::tls::incoming(listener, tls);
+                acceptor = Some(task);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
+            ),
+        };
         tokio::pin!(server);
         let outcome = tokio::select! {
             result = &mut server => result.context("serve"),
@@ -299,6 +398,15 @@ impl Application {
             }
         };
         probe.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
+        if let Some(http_server) = http_server {
+            http_server.abort();
+        }
+        if let Some(acceptor) = acceptor {
+            acceptor.abort();
+        }
         sweeper.abort();
         forgetter.abort();
         if let Some(audit) = audit {
@@ -306,6 +414,16 @@ impl Application {
         }
         outcome
     }
+}
+
+/// The TLS files, when both the certificate and the key are set.
+fn tls_files(config: &Config) -> Option<crate::tls::TlsFiles> {
+    let server = &config.server;
+    Some(crate::tls::TlsFiles {
+        cert: server.tls_cert_file.clone()?,
+        key: server.tls_key_file.clone()?,
+        client_ca: server.tls_client_ca_file.clone(),
+    })
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

@@ -11,6 +11,8 @@ pub mod domain;
 pub mod grpc;
 pub mod housekeeping;
 pub mod keys;
+pub mod metrics;
 pub mod net;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -37,7 +37,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let application = Application::build(cli.config, Arc::new(SystemClock)).await?;
-            tracing::info!(address = %application.local_addr()?, "warden listening");
+            tracing::info!(
+                address = %application.local_addr()?,
+                tls = application.speaks_tls(),
+                "warden listening"
+            );
+            if let Some(address) = application.health_addr()? {
+                tracing::info!(%address, "health (grpc.health.v1, plaintext) listening");
+            }
+            if let Some(address) = application.http_addr()? {
+                tracing::info!(%address, "metrics (GET /metrics) listening");
+            }
             application.run_until(shutdown_signal()).await
         }
         Command::Migrate => app::migrate_command(&cli.config).await,

@@ -1,6 +1,7 @@
 //! Listening, the per-call limits at the edge, and shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -23,6 +24,23 @@ pub struct ServerSettings {
         global = true
     )]
     pub listen: SocketAddr,
+    /// Extra plaintext listener serving only `grpc.health.v1` (Kubernetes
+    /// gRPC probes cannot speak TLS). Unset: none.
+    #[arg(long, env = "WARDEN_HEALTH_LISTEN", global = true)]
+    pub health_listen: Option<SocketAddr>,
+    /// Plaintext HTTP listener for `GET /metrics` (Prometheus text format).
+    /// Unset: none.
+    #[arg(long, env = "WARDEN_HTTP_LISTEN", global = true)]
+    pub http_listen: Option<SocketAddr>,
+    /// PEM certificate chain; with the key, the main listener speaks TLS only.
+    #[arg(long, env = "WARDEN_TLS_CERT_FILE", global = true)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "WARDEN_TLS_KEY_FILE", global = true)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle; clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "WARDEN_TLS_CLIENT_CA_FILE", global = true)]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Proxies (CIDR list) whose `x-forwarded-for` is believed.
     #[arg(
         long,
@@ -69,6 +87,17 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Checks the time limits and the in-flight cap.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError(
+                "WARDEN_TLS_CERT_FILE and WARDEN_TLS_KEY_FILE must be set together".to_owned(),
+            ));
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(ConfigError(
+                "WARDEN_TLS_CLIENT_CA_FILE needs WARDEN_TLS_CERT_FILE and WARDEN_TLS_KEY_FILE"
+                    .to_owned(),
+            ));
+        }
         within(
             "WARDEN_REQUEST_TIMEOUT_SECS",
             self.request_timeout_secs,

@@ -93,3 +93,35 @@ fn the_flattened_groups_make_one_consistent_command() {
     // names fails here rather than at start.
     Cli::command().debug_assert();
 }
+
+#[test]
+fn tls_files_come_in_pairs_and_a_client_ca_needs_them() -> Result<(), clap::Error> {
+    let refused = |args: &[&str]| parsed(args).map(|c| c.validate().map_err(|e| e.0));
+    let half = refused(&["--tls-cert-file", "/c.pem"])?;
+    assert!(
+        half.as_ref()
+            .is_err_and(|e| e.contains("WARDEN_TLS_CERT_FILE") && e.contains("WARDEN_TLS_KEY_FILE")),
+        "{half:?}"
+    );
+    let ca_alone = refused(&["--tls-client-ca-file", "/ca.pem"])?;
+    assert!(
+        ca_alone
+            .as_ref()
+            .is_err_and(|e| e.contains("WARDEN_TLS_CLIENT_CA_FILE")),
+        "{ca_alone:?}"
+    );
+    let full = refused(&[
+        "--tls-cert-file",
+        "/c.pem",
+        "--tls-key-file",
+        "/k.pem",
+        "--tls-client-ca-file",
+        "/ca.pem",
+        "--health-listen",
+        "0.0.0.0:8081",
+        "--http-listen",
+        "0.0.0.0:9090",
+    ])?;
+    assert_eq!(full, Ok(()));
+    Ok(())
+}

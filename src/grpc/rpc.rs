@@ -49,6 +49,18 @@ pub enum Limit {
     Unlimited,
 }
 
+impl Limit {
+    /// The group's name (the `group` label of `warden_rate_limited_total`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::SecondFactor => "second_factor",
+            Self::Register => "register",
+            Self::Unlimited => "unlimited",
+        }
+    }
+}
+
 impl Rpc {
     /// Every method, in the contract's order.
     pub const ALL: [Self; 12] = [

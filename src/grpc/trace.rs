@@ -6,6 +6,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
@@ -19,9 +20,10 @@ use super::client_address::{ClientAddress, end_user};
 use super::rpc::{Method, SERVICE_NAME};
 use super::status;
 use crate::domain::audit::{self, AuditEvent, AuditRecord, Outcome};
+use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::telemetry::{AuditTracer, RPC_TARGET};
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Reads W3C trace context from request headers.
 struct Headers<'a>(&'a http::HeaderMap);
@@ -39,6 +41,7 @@ impl Extractor for Headers<'_> {
 struct State {
     trusted: Vec<Cidr>,
     audit: Option<AuditTracer>,
+    metrics: Option<Metrics>,
 }
 
 /// The trace layer.
@@ -49,10 +52,15 @@ pub struct TraceLayer {
 
 impl TraceLayer {
     /// Keys callers behind `trusted` proxies by their forwarded address and
-    /// exports audit spans through `audit`, when set.
-    pub fn new(trusted: Vec<Cidr>, audit: Option<AuditTracer>) -> Self {
+    /// exports audit spans through `audit`, when set; counts calls, locked
+    /// names and rate-limit refusals in `metrics`, when set.
+    pub fn new(trusted: Vec<Cidr>, audit: Option<AuditTracer>, metrics: Option<Metrics>) -> Self {
         Self {
-            state: Arc::new(State { trusted, audit }),
+            state: Arc::new(State {
+                trusted,
+                audit,
+                metrics,
+            }),
         }
     }
 }
@@ -78,6 +86,30 @@ pub struct Trace<S> {
 type Response = http::Response<tonic::body::Body>;
 
 impl State {
+    /// Counts one finished AuthService call and what its records say.
+    fn count(
+        &self,
+        method: Method<'_>,
+        code: tonic::Code,
+        elapsed: Duration,
+        records: &[AuditRecord],
+    ) {
+        let Some(metrics) = &self.metrics else { return };
+        // An unknown name comes from the caller: never a label.
+        let name = match method {
+            Method::Known(rpc) => rpc.name(),
+            Method::Unknown(_) => "unknown",
+        };
+        metrics.rpc(name, code, elapsed);
+        for record in records {
+            match record.event {
+                AuditEvent::LoginLocked => metrics.account_locked(),
+                AuditEvent::RateLimited => metrics.rate_limited(method.limit().name()),
+                _ => {}
+            }
+        }
+    }
+
     /// Ends one audit span per record under `rpc`.
     fn emit(
         &self,
@@ -147,9 +179,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
 
-        let peer = request
-            .extensions()
+        // Plaintext connections carry `TcpConnectInfo`; TLS ones wrap it.
+        let extensions = request.extensions();
+        let peer = extensions
             .get::<TcpConnectInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .map(TlsConnectInfo::get_ref)
+            })
             .and_then(TcpConnectInfo::remote_addr)
             .map(|a| a.ip());
         if let Some(peer) = peer {
@@ -166,10 +204,16 @@ where
         }
         // Only AuthService calls get spans; an unknown method keeps the name
         // its path gave.
-        let Some(method) = Method::from_path(request.uri().path()).map(|m| m.name().to_owned())
-        else {
+        let Some((method, known)) = Method::from_path(request.uri().path()).map(|m| {
+            let known = match m {
+                Method::Known(rpc) => Some(rpc),
+                Method::Unknown(_) => None,
+            };
+            (m.name().to_owned(), known)
+        }) else {
             return Box::pin(inner.call(request));
         };
+        let start = Instant::now();
         let client = request
             .extensions()
             .get::<ClientAddress>()
@@ -190,10 +234,13 @@ where
         let call = inner.call(request);
         Box::pin(async move {
             let (result, records) = audit::collect(call).instrument(span.clone()).await;
-            let code = result
+            let grpc_code = result
                 .as_ref()
-                .map_or(13, |r| i64::from(i32::from(status::code_of(r))));
+                .map_or(tonic::Code::Internal, status::code_of);
+            let code = i64::from(i32::from(grpc_code));
             span.record("rpc.grpc.status_code", code);
+            let method = known.map_or(Method::Unknown(""), Method::Known);
+            state.count(method, grpc_code, start.elapsed(), &records);
             state.emit(&span, records, code, client.as_deref());
             result
         })

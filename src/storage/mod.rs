@@ -191,3 +191,20 @@ pub async fn has_users(db: &DatabaseConnection) -> anyhow::Result<bool> {
         .context("count users")?;
     Ok(count > 0)
 }
+
+/// The database pool's connections: `(idle, in use)`, for metrics.
+pub fn pool_connections(db: &DatabaseConnection) -> (usize, usize) {
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    };
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    (idle, size.saturating_sub(idle))
+}

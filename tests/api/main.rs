@@ -24,3 +24,4 @@ mod sessions;
 mod settings;
 mod step_up;
 mod totp;
+mod transport;

@@ -59,7 +59,7 @@ use argon2::password_hash::phc::PasswordHash;
 use zeroize::Zeroizing;
 
 use compute::{hash_in, phc_string, verify_in};
-pub use pool::HashingPool;
+pub use pool::{HashingPool, PoolStats};
 
 /// Why a hashing job did not produce an answer.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! their bounded queue.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,10 @@ pub struct HashingPool {
     queue: SyncSender<Task>,
     /// Jobs queued or running.
     admitted: Arc<AtomicUsize>,
+    /// Jobs a worker is computing now.
+    running: Arc<AtomicUsize>,
+    /// Jobs refused because workers and queue were full, since the start.
+    rejected: AtomicU64,
     /// Workers plus queue places.
     capacity: usize,
     pub(super) memory_kib: u32,
@@ -57,6 +61,8 @@ impl HashingPool {
         Ok(Arc::new(Self {
             queue: sender,
             admitted: Arc::new(AtomicUsize::new(0)),
+            running: Arc::new(AtomicUsize::new(0)),
+            rejected: AtomicU64::new(0),
             capacity,
             memory_kib,
         }))
@@ -74,9 +80,10 @@ impl HashingPool {
         F: FnOnce(&mut [Block]) -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
-        let admission = Admission::enter(self)?;
+        let admission = Admission::enter(self).inspect_err(|_| self.count_rejected())?;
         let (answer, answered) = oneshot::channel();
         let span = tracing::Span::current();
+        let running = self.running.clone();
         let task: Task = Box::new(move |memory| {
             // The job holds its place until it is done or skipped, even when
             // its caller has gone.
@@ -86,15 +93,63 @@ impl HashingPool {
             if answer.is_closed() {
                 return;
             }
+            let _running = Running::start(&running);
             let _ = answer.send(span.in_scope(|| job(memory)));
         });
         self.queue.try_send(task).map_err(|e| match e {
-            TrySendError::Full(_) => HashError::Overloaded,
+            TrySendError::Full(_) => {
+                self.count_rejected();
+                HashError::Overloaded
+            }
             TrySendError::Disconnected(_) => failed("hashing workers stopped"),
         })?;
         answered
             .await
             .map_err(|_| failed("hashing worker dropped the job"))?
+    }
+}
+
+impl HashingPool {
+    fn count_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the pool is doing now, for metrics.
+    pub fn stats(&self) -> PoolStats {
+        let running = self.running.load(Ordering::Acquire);
+        let admitted = self.admitted.load(Ordering::Acquire).min(self.capacity);
+        PoolStats {
+            running,
+            queued: admitted.saturating_sub(running),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of the pool's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Jobs being computed.
+    pub running: usize,
+    /// Jobs admitted and waiting for a worker.
+    pub queued: usize,
+    /// Jobs refused (workers and queue full) since the start.
+    pub rejected: u64,
+}
+
+/// Counts a job while a worker computes it.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -46,6 +46,10 @@ pub fn test_config(db: &TestDatabase) -> Config {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where the health-only listener listens, when configured.
+    pub health_addr: Option<SocketAddr>,
+    /// Where the `/metrics` listener listens, when configured.
+    pub http_addr: Option<SocketAddr>,
     /// A client on one connection.
     pub client: AuthServiceClient<Channel>,
     /// The server's clock.
@@ -78,6 +82,8 @@ impl TestServer {
             .await
             .expect("server builds");
         let addr = app.local_addr().expect("bound address");
+        let health_addr = app.health_addr().expect("bound health address");
+        let http_addr = app.http_addr().expect("bound HTTP address");
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -87,6 +93,8 @@ impl TestServer {
             .expect("connect");
         Self {
             addr,
+            health_addr,
+            http_addr,
             client,
             clock,
             db,
