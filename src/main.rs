@@ -37,9 +37,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let application = Application::build(cli.config, Arc::new(SystemClock)).await?;
+            // The address stays the line's last field: scripts and tests
+            // read the bound port from `address=` to the end of the line.
             tracing::info!(
-                address = %application.local_addr()?,
                 tls = application.speaks_tls(),
+                address = %application.local_addr()?,
                 "warden listening"
             );
             if let Some(address) = application.health_addr()? {
