@@ -78,6 +78,14 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A reflection builder with every descriptor Warden's answers use.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
 /// Connects to the database and applies migrations if configured to.
 /// A schema newer than this binary is a warning here (rolling upgrades and
 /// rollbacks), and an error for the `migrate` command.
@@ -295,14 +303,11 @@ impl Application {
         } = self;
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::Serving).await;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("build reflection v1")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection serves the error-detail types too, so grpcurl (and any
+        // reflection client) can decode the ErrorInfo, BadRequest and
+        // RetryInfo that every error carries.
+        let reflection_v1 = reflection().build_v1().context("build reflection v1")?;
+        let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("build reflection v1alpha")?;
 

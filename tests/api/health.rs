@@ -66,3 +66,42 @@ async fn reflection_lists_the_auth_and_health_services() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reflection_serves_the_error_detail_types_errors_carry() {
+    let server = TestServer::start().await;
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+
+    let mut found = Vec::new();
+    for symbol in [
+        "google.rpc.ErrorInfo",
+        "google.rpc.BadRequest",
+        "google.rpc.RetryInfo",
+    ] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+        };
+        let response = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection answers")
+            .into_inner()
+            .message()
+            .await
+            .expect("stream")
+            .expect("one response");
+        found.push((
+            symbol,
+            matches!(
+                response.message_response,
+                Some(MessageResponse::FileDescriptorResponse(ref files))
+                    if !files.file_descriptor_proto.is_empty()
+            ),
+        ));
+    }
+
+    // Without them grpcurl prints "google.rpc.ErrorInfo is not recognized".
+    assert!(found.iter().all(|(_, ok)| *ok), "{found:?}");
+    server.stop().await;
+}
