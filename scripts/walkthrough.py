@@ -61,7 +61,15 @@ def error_infos(text: str) -> list[tuple[str, str]]:
     """(reason, domain) of each ErrorInfo in grpcurl's error output, decoded
     by grpcurl (once reflection serves google/rpc/error_details.proto) or
     from the raw protobuf in @value (before that)."""
-    infos = re.findall(r'"reason"\s*:\s*"([A-Z_]+)"\s*,\s*"domain"\s*:\s*"([^"]*)"', text)
+    infos = []
+    # Decoded by grpcurl: one JSON object per detail, fields in any order.
+    for obj in re.findall(r'\{[^{}]*"type\.googleapis\.com/google\.rpc\.ErrorInfo"[^{}]*\}', text):
+        try:
+            detail = json.loads(obj)
+        except json.JSONDecodeError:
+            continue
+        if "reason" in detail:
+            infos.append((detail.get("reason", ""), detail.get("domain", "")))
     for raw in re.findall(r'"@type"\s*:\s*"type\.googleapis\.com/google\.rpc\.ErrorInfo"\s*,\s*"@value"\s*:\s*"([^"]*)"', text):
         fields, data, i = {}, base64.b64decode(raw), 0
         while i + 1 < len(data) and data[i] in (0x0A, 0x12) and data[i + 1] < 0x80:
