@@ -19,6 +19,7 @@ mod operations;
 mod outage;
 mod rate_limits;
 mod recovery;
+mod replicas;
 mod secrets;
 mod sessions;
 mod settings;

@@ -1,0 +1,218 @@
+//! Three real server processes on one database, as three Kubernetes
+//! replicas run: migrations once when they start together, each single-use
+//! credential spent exactly once when raced across them, and a lock set
+//! through one seen by the others.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::Code;
+use tonic::transport::Channel;
+use warden::grpc::pb::{self, login_response::Outcome};
+
+use crate::helpers::{
+    PASSWORD, ServerProcess, TestDatabase, assert_status, bearer, count, independent_totp, race,
+};
+
+/// Budget failures before a lock: high enough that race losers (which count
+/// as failures) do not lock the racing account, and what the lock check uses.
+const THRESHOLD: usize = 20;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+async fn channel(process: &ServerProcess) -> Channel {
+    Channel::from_shared(format!("http://{}", process.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// `per_replica` fresh connections to each of `replicas`, interleaved.
+async fn channels(replicas: &[ServerProcess], per_replica: usize) -> Vec<Channel> {
+    let mut channels = Vec::new();
+    for _ in 0..per_replica {
+        for replica in replicas {
+            channels.push(channel(replica).await);
+        }
+    }
+    channels
+}
+
+fn login(username: &str, password: &str) -> pb::LoginRequest {
+    pb::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+async fn challenge(client: &mut pb::auth_service_client::AuthServiceClient<Channel>) -> String {
+    match client
+        .login(login("rita", PASSWORD))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    {
+        Some(Outcome::MfaRequired(c)) => c.challenge_token,
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+async fn challenges(
+    client: &mut pb::auth_service_client::AuthServiceClient<Channel>,
+    n: usize,
+) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for _ in 0..n {
+        tokens.push(challenge(client).await);
+    }
+    tokens
+}
+
+/// Counts the winners; every loser must be answered like a wrong code.
+fn winners<T: std::fmt::Debug>(answers: &[Result<T, tonic::Status>]) -> usize {
+    answers
+        .iter()
+        .filter(|answer| match answer {
+            Ok(_) => true,
+            Err(status) => {
+                assert_status(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+                false
+            }
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_migrations_single_use_rules_and_locks() {
+    let db = TestDatabase::create().await;
+    let threshold = THRESHOLD.to_string();
+    let envs = [("WARDEN_LOCKOUT_THRESHOLD", threshold.as_str())];
+    // Started together on an empty database: they race to migrate.
+    let replicas: Vec<ServerProcess> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| ServerProcess::start(&db, &envs)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let applied = count(&db, "SELECT count(*) FROM seaql_migrations").await;
+
+    // Rita enrols TOTP through the first replica.
+    let mut first = replicas[0].client().await;
+    first
+        .register(pb::RegisterRequest {
+            username: "rita".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let session = match first
+        .login(login("rita", PASSWORD))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    {
+        Some(Outcome::Session(s)) => s.token,
+        other => panic!("expected a session, got {other:?}"),
+    };
+    let enrollment = first
+        .enroll_totp(bearer(
+            pb::EnrollTotpRequest {
+                password: PASSWORD.into(),
+            },
+            &session,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(enrollment.secret_base32.as_bytes())
+        .unwrap();
+    let codes = first
+        .verify_totp(bearer(
+            pb::VerifyTotpRequest {
+                code: independent_totp(&secret, unix_now()),
+                purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+            },
+            &session,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+
+    // One TOTP code (the next step, inside the default skew) on six
+    // challenges, two per replica.
+    let tokens = challenges(&mut first, 6).await;
+    let code = independent_totp(&secret, unix_now() + 30);
+    let totp = race(channels(&replicas, 2).await, move |mut client, i| {
+        let request = pb::VerifyTotpRequest {
+            code: code.clone(),
+            purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
+                tokens[i].clone(),
+            )),
+        };
+        async move { client.verify_totp(request).await }
+    })
+    .await;
+
+    // One recovery code on six challenges, two per replica.
+    let tokens = challenges(&mut first, 6).await;
+    let recovery = codes[0].clone();
+    let one_code = race(channels(&replicas, 2).await, move |mut client, i| {
+        let request = pb::UseRecoveryCodeRequest {
+            challenge_token: tokens[i].clone(),
+            code: recovery.clone(),
+        };
+        async move { client.use_recovery_code(request).await }
+    })
+    .await;
+
+    // One challenge answered with three different unused codes, one per
+    // replica: the challenge token is what is single-use here.
+    let token = challenge(&mut first).await;
+    let unused = codes[1..4].to_vec();
+    let one_challenge = race(channels(&replicas, 1).await, move |mut client, i| {
+        let request = pb::UseRecoveryCodeRequest {
+            challenge_token: token.clone(),
+            code: unused[i].clone(),
+        };
+        async move { client.use_recovery_code(request).await }
+    })
+    .await;
+
+    // A lock set through one replica holds on the others.
+    first
+        .register(pb::RegisterRequest {
+            username: "sam".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..THRESHOLD {
+        first.login(login("sam", "wrong guess")).await.unwrap_err();
+    }
+    let mut elsewhere = Vec::new();
+    for replica in &replicas[1..] {
+        let mut client = replica.client().await;
+        elsewhere.push(client.login(login("sam", PASSWORD)).await.unwrap_err());
+    }
+
+    assert_eq!(applied, 2, "each migration was applied once");
+    assert_eq!(winners(&totp), 1, "one TOTP code, one session: {totp:?}");
+    assert_eq!(winners(&one_code), 1, "one recovery code, one session");
+    assert_eq!(
+        one_challenge.iter().filter(|a| a.is_ok()).count(),
+        1,
+        "one challenge, one session: {one_challenge:?}"
+    );
+    for status in &elsewhere {
+        assert_status(status, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+    }
+}
