@@ -95,12 +95,11 @@ impl Server {
 
     async fn logout(&self, token: &str) {
         let client = WardenClient::connect(self.url()).await.expect("connect");
-        let mut request = tonic::Request::new(pb::LogoutRequest {});
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("metadata"),
-        );
-        client.grpc().logout(request).await.expect("logout");
+        client
+            .grpc()
+            .logout(with_bearer(pb::LogoutRequest {}, token))
+            .await
+            .expect("logout");
     }
 
     async fn stop(mut self) {
@@ -315,4 +314,70 @@ async fn the_layer_lets_sessions_through_and_refuses_the_rest() {
         .unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
     assert_eq!(response.headers()["grpc-status"], "14");
+}
+
+fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata"),
+    );
+    request
+}
+
+#[tokio::test]
+async fn the_layer_guards_a_tonic_server() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let server = Server::start().await;
+    let (_, token) = server.signed_in("grace").await;
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(Duration::ZERO)
+        .connect()
+        .await
+        .expect("connect");
+
+    // A tonic backend (the health service stands in for any service).
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let backend = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(RequireSession::new(client))
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the backend");
+    let mut caller = HealthClient::new(channel);
+    let check = || HealthCheckRequest {
+        service: String::new(),
+    };
+
+    let status = caller.check(check()).await.expect_err("no bearer");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = caller
+        .check(with_bearer(check(), "bogus"))
+        .await
+        .expect_err("unknown token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let answer = caller
+        .check(with_bearer(check(), &token))
+        .await
+        .expect("a session gets through");
+    assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
+
+    server.stop().await;
+    let status = caller
+        .check(with_bearer(check(), &token))
+        .await
+        .expect_err("Warden down");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    backend.abort();
 }
