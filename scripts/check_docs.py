@@ -9,7 +9,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
-         "helm/warden/README.md", "proto/baseline/README.md"]
+         "helm/warden/README.md", "proto/baseline/README.md", "client/README.md"]
 
 failures = 0
 for page in PAGES:

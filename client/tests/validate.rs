@@ -1,0 +1,383 @@
+//! Black-box tests against the real Warden server, started in-process on
+//! 127.0.0.1:0 with a SQLite database in a temporary directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser as _;
+use data_encoding::BASE64;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::{Layer as _, ServiceExt as _};
+use warden::app::Application;
+use warden::config::{Cli, Config};
+use warden::domain::clock::SystemClock;
+use warden_client::pb::{self, login_response::Outcome};
+use warden_client::{ClientError, Identity, RequireSession, WardenClient};
+
+/// A running server.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Cli::try_parse_from(["warden"])
+        .expect("default configuration")
+        .config;
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.database.url = format!("sqlite://{}/warden.db?mode=rwc", dir.path().display());
+    config.hashing.memory_kib = 256;
+    config.hashing.iterations = 1;
+    config.server.shutdown_grace_secs = 1;
+    config.rate_limits.enabled = false;
+    config.keys.ring = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
+    config.keys.token = Some(BASE64.encode(&[2u8; 32]).into());
+    config
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let app = Application::build(config(&dir), Arc::new(SystemClock))
+            .await
+            .expect("server builds");
+        let addr = app.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Registers `username` and logs in, returning (user id, session token).
+    async fn signed_in(&self, username: &str) -> (String, String) {
+        let client = WardenClient::connect(self.url()).await.expect("connect");
+        let mut grpc = client.grpc();
+        let password = "correct horse battery staple";
+        let user_id = grpc
+            .register(pb::RegisterRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .user_id;
+        let outcome = grpc
+            .login(pb::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .outcome;
+        match outcome {
+            Some(Outcome::Session(s)) => (user_id, s.token),
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    async fn logout(&self, token: &str) {
+        let client = WardenClient::connect(self.url()).await.expect("connect");
+        client
+            .grpc()
+            .logout(with_bearer(pb::LogoutRequest {}, token))
+            .await
+            .expect("logout");
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+fn rejected_as(result: Result<Identity, ClientError>, expected: &str) {
+    match result {
+        Err(ClientError::Rejected { reason }) => assert_eq!(reason, expected),
+        other => panic!("expected Rejected {{ {expected} }}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_validates_to_its_identity() {
+    let server = Server::start().await;
+    let (user_id, token) = server.signed_in("alice").await;
+    let client = WardenClient::connect(server.url()).await.expect("connect");
+    let identity = client.validate(&token).await.expect("valid session");
+    assert_eq!(identity.user_id, user_id);
+    assert_eq!(identity.username, "alice");
+    assert!(!identity.session_id.is_empty());
+    assert_eq!(identity.amr, vec!["pwd".to_owned()]);
+    assert!(!identity.has_mfa());
+    assert!(identity.expires_at > std::time::SystemTime::now());
+    assert!(identity.authenticated_at <= std::time::SystemTime::now());
+    // The cached answer is the same.
+    assert_eq!(client.validate(&token).await.expect("cached"), identity);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_empty_tokens_are_rejected() {
+    let server = Server::start().await;
+    let client = WardenClient::connect(server.url()).await.expect("connect");
+    rejected_as(client.validate("not-a-token").await, "SESSION_INVALID");
+    rejected_as(client.validate("").await, "INVALID_REQUEST");
+    // Warden's own answer for an empty token, bypassing the local check.
+    rejected_as(client.validate_uncached("").await, "INVALID_REQUEST");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_is_seen_at_once_without_a_cache() {
+    let server = Server::start().await;
+    let (_, token) = server.signed_in("bob").await;
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(Duration::ZERO)
+        .connect()
+        .await
+        .expect("connect");
+    client.validate(&token).await.expect("valid before logout");
+    server.logout(&token).await;
+    rejected_as(client.validate(&token).await, "SESSION_INVALID");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_is_seen_once_the_cache_entry_expires() {
+    let server = Server::start().await;
+    let (_, token) = server.signed_in("carol").await;
+    let ttl = Duration::from_millis(400);
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(ttl)
+        .connect()
+        .await
+        .expect("connect");
+    client.validate(&token).await.expect("valid before logout");
+    server.logout(&token).await;
+    // Within the TTL the cached answer stands (that is the trade-off)...
+    client.validate(&token).await.expect("still cached");
+    // ...and never after it.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    rejected_as(client.validate(&token).await, "SESSION_INVALID");
+    // The failure was not cached as a success either.
+    rejected_as(client.validate(&token).await, "SESSION_INVALID");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_unavailable_not_rejected() {
+    let server = Server::start().await;
+    let (_, token) = server.signed_in("dave").await;
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(Duration::ZERO)
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect");
+    client.validate(&token).await.expect("valid while up");
+    let url = server.url();
+    server.stop().await;
+    let error = client.validate(&token).await.expect_err("no answer");
+    assert!(
+        matches!(error, ClientError::Unavailable { .. }),
+        "expected Unavailable, got {error:?}"
+    );
+    assert!(!error.is_rejected());
+    // Connecting afresh fails the same way.
+    let error = WardenClient::builder(url)
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(error, ClientError::Unavailable { .. }),
+        "{error:?}"
+    );
+}
+
+/// The layer around a trivial service that echoes the identity it was given.
+fn echo(
+    client: &WardenClient,
+) -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+> + Clone {
+    RequireSession::new(client.clone()).layer(tower::service_fn(
+        |request: http::Request<()>| async move {
+            let identity = request.extensions().get::<Identity>().cloned();
+            let body = identity.map(|i| i.user_id).unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        },
+    ))
+}
+
+fn request(auth: Option<&str>, grpc: bool) -> http::Request<()> {
+    let mut builder = http::Request::builder().uri("/hello");
+    if let Some(token) = auth {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    if grpc {
+        builder = builder.header("content-type", "application/grpc");
+    }
+    builder.body(()).expect("request")
+}
+
+#[tokio::test]
+async fn the_layer_lets_sessions_through_and_refuses_the_rest() {
+    let server = Server::start().await;
+    let (user_id, token) = server.signed_in("erin").await;
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(Duration::ZERO)
+        .connect()
+        .await
+        .expect("connect");
+
+    let response = echo(&client)
+        .oneshot(request(Some(&token), false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(
+        response.body(),
+        &user_id,
+        "the inner service saw the Identity"
+    );
+
+    let response = echo(&client).oneshot(request(None, false)).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    assert!(
+        response.body().is_empty(),
+        "the inner service was not called"
+    );
+
+    let response = echo(&client)
+        .oneshot(request(Some("bogus"), false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+
+    // gRPC: trailers-only, HTTP 200 with grpc-status UNAUTHENTICATED.
+    let response = echo(&client).oneshot(request(None, true)).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "16");
+    let response = echo(&client)
+        .oneshot(request(Some(&token), true))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), &user_id);
+
+    server.logout(&token).await;
+    let response = echo(&client)
+        .oneshot(request(Some(&token), false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+
+    // Warden down: 503 / UNAVAILABLE, never the inner service.
+    let (_, other) = server.signed_in("frank").await;
+    server.stop().await;
+    let response = echo(&client)
+        .oneshot(request(Some(&other), false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.body().is_empty());
+    let response = echo(&client)
+        .oneshot(request(Some(&other), true))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "14");
+}
+
+fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata"),
+    );
+    request
+}
+
+#[tokio::test]
+async fn the_layer_guards_a_tonic_server() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let server = Server::start().await;
+    let (_, token) = server.signed_in("grace").await;
+    let client = WardenClient::builder(server.url())
+        .cache_ttl(Duration::ZERO)
+        .connect()
+        .await
+        .expect("connect");
+
+    // A tonic backend (the health service stands in for any service).
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let backend = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(RequireSession::new(client))
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the backend");
+    let mut caller = HealthClient::new(channel);
+    let check = || HealthCheckRequest {
+        service: String::new(),
+    };
+
+    let status = caller.check(check()).await.expect_err("no bearer");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = caller
+        .check(with_bearer(check(), "bogus"))
+        .await
+        .expect_err("unknown token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let answer = caller
+        .check(with_bearer(check(), &token))
+        .await
+        .expect("a session gets through");
+    assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
+
+    server.stop().await;
+    let status = caller
+        .check(with_bearer(check(), &token))
+        .await
+        .expect_err("Warden down");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    backend.abort();
+}
