@@ -13,10 +13,6 @@ use crate::helpers::{
     PASSWORD, ServerProcess, TestDatabase, assert_status, bearer, count, independent_totp, race,
 };
 
-/// Budget failures before a lock: high enough that race losers (which count
-/// as failures) do not lock the racing account, and what the lock check uses.
-const THRESHOLD: usize = 20;
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -50,9 +46,12 @@ fn login(username: &str, password: &str) -> pb::LoginRequest {
     }
 }
 
-async fn challenge(client: &mut pb::auth_service_client::AuthServiceClient<Channel>) -> String {
+async fn challenge(
+    client: &mut pb::auth_service_client::AuthServiceClient<Channel>,
+    username: &str,
+) -> String {
     match client
-        .login(login("rita", PASSWORD))
+        .login(login(username, PASSWORD))
         .await
         .unwrap()
         .into_inner()
@@ -65,13 +64,65 @@ async fn challenge(client: &mut pb::auth_service_client::AuthServiceClient<Chann
 
 async fn challenges(
     client: &mut pb::auth_service_client::AuthServiceClient<Channel>,
+    username: &str,
     n: usize,
 ) -> Vec<String> {
     let mut tokens = Vec::new();
     for _ in 0..n {
-        tokens.push(challenge(client).await);
+        tokens.push(challenge(client, username).await);
     }
     tokens
+}
+
+/// Registers `username`, enrols and confirms TOTP; returns the raw secret
+/// and the recovery codes.
+async fn enrolled(
+    client: &mut pb::auth_service_client::AuthServiceClient<Channel>,
+    username: &str,
+) -> (Vec<u8>, Vec<String>) {
+    client
+        .register(pb::RegisterRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let session = match client
+        .login(login(username, PASSWORD))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    {
+        Some(Outcome::Session(s)) => s.token,
+        other => panic!("expected a session, got {other:?}"),
+    };
+    let enrollment = client
+        .enroll_totp(bearer(
+            pb::EnrollTotpRequest {
+                password: PASSWORD.into(),
+            },
+            &session,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(enrollment.secret_base32.as_bytes())
+        .unwrap();
+    let codes = client
+        .verify_totp(bearer(
+            pb::VerifyTotpRequest {
+                code: independent_totp(&secret, unix_now()),
+                purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+            },
+            &session,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+    (secret, codes)
 }
 
 /// Counts the winners; every loser must be answered like a wrong code.
@@ -91,67 +142,30 @@ fn winners<T: std::fmt::Debug>(answers: &[Result<T, tonic::Status>]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_migrations_single_use_rules_and_locks() {
     let db = TestDatabase::create().await;
-    let threshold = THRESHOLD.to_string();
-    let envs = [("WARDEN_LOCKOUT_THRESHOLD", threshold.as_str())];
-    // Started together on an empty database: they race to migrate.
+    // Started together on an empty database: they race to migrate. The
+    // default budget of 5: race losers count as failures, so each race has
+    // its own account and at most four losers.
     let replicas: Vec<ServerProcess> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..3)
-            .map(|_| scope.spawn(|| ServerProcess::start(&db, &envs)))
+            .map(|_| scope.spawn(|| ServerProcess::start(&db, &[])))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let applied = count(&db, "SELECT count(*) FROM seaql_migrations").await;
-
-    // Rita enrols TOTP through the first replica.
     let mut first = replicas[0].client().await;
-    first
-        .register(pb::RegisterRequest {
-            username: "rita".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap();
-    let session = match first
-        .login(login("rita", PASSWORD))
-        .await
-        .unwrap()
-        .into_inner()
-        .outcome
-    {
-        Some(Outcome::Session(s)) => s.token,
-        other => panic!("expected a session, got {other:?}"),
+    let (rita, _) = enrolled(&mut first, "rita").await;
+    let (_, rosa) = enrolled(&mut first, "rosa").await;
+    let (_, rudy) = enrolled(&mut first, "rudy").await;
+    let five = |mut channels: Vec<Channel>| {
+        channels.truncate(5);
+        channels
     };
-    let enrollment = first
-        .enroll_totp(bearer(
-            pb::EnrollTotpRequest {
-                password: PASSWORD.into(),
-            },
-            &session,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(enrollment.secret_base32.as_bytes())
-        .unwrap();
-    let codes = first
-        .verify_totp(bearer(
-            pb::VerifyTotpRequest {
-                code: independent_totp(&secret, unix_now()),
-                purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
-            },
-            &session,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .recovery_codes;
 
-    // One TOTP code (the next step, inside the default skew) on six
-    // challenges, two per replica.
-    let tokens = challenges(&mut first, 6).await;
-    let code = independent_totp(&secret, unix_now() + 30);
-    let totp = race(channels(&replicas, 2).await, move |mut client, i| {
+    // One TOTP code (the next step, inside the default skew) on five
+    // challenges spread over the replicas.
+    let tokens = challenges(&mut first, "rita", 5).await;
+    let code = independent_totp(&rita, unix_now() + 30);
+    let totp = race(five(channels(&replicas, 2).await), move |mut client, i| {
         let request = pb::VerifyTotpRequest {
             code: code.clone(),
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
@@ -162,10 +176,10 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
     })
     .await;
 
-    // One recovery code on six challenges, two per replica.
-    let tokens = challenges(&mut first, 6).await;
-    let recovery = codes[0].clone();
-    let one_code = race(channels(&replicas, 2).await, move |mut client, i| {
+    // One recovery code on five challenges spread over the replicas.
+    let tokens = challenges(&mut first, "rosa", 5).await;
+    let recovery = rosa[0].clone();
+    let one_code = race(five(channels(&replicas, 2).await), move |mut client, i| {
         let request = pb::UseRecoveryCodeRequest {
             challenge_token: tokens[i].clone(),
             code: recovery.clone(),
@@ -176,8 +190,8 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
 
     // One challenge answered with three different unused codes, one per
     // replica: the challenge token is what is single-use here.
-    let token = challenge(&mut first).await;
-    let unused = codes[1..4].to_vec();
+    let token = challenge(&mut first, "rudy").await;
+    let unused = rudy[0..3].to_vec();
     let one_challenge = race(channels(&replicas, 1).await, move |mut client, i| {
         let request = pb::UseRecoveryCodeRequest {
             challenge_token: token.clone(),
@@ -187,7 +201,7 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
     })
     .await;
 
-    // A lock set through one replica holds on the others.
+    // Five failures through one replica lock the name on the others.
     first
         .register(pb::RegisterRequest {
             username: "sam".into(),
@@ -195,7 +209,7 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
         })
         .await
         .unwrap();
-    for _ in 0..THRESHOLD {
+    for _ in 0..5 {
         first.login(login("sam", "wrong guess")).await.unwrap_err();
     }
     let mut elsewhere = Vec::new();
