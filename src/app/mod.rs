@@ -6,29 +6,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use sea_orm::{ConnectionTrait as _, DatabaseConnection};
+use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::server::NamedService as _;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::config::{Config, ConfigError};
 use crate::crypto::password::{Argon2Params, HashingPool, SecretHasher};
-use crate::domain::budget::BudgetPolicy;
+use crate::domain::AuthService;
 use crate::domain::clock::Clock;
-use crate::domain::password_policy::PasswordPolicy;
-use crate::domain::{AuthService, Settings};
 use crate::grpc::AuthGrpc;
-use crate::grpc::guard::{Bucket, GuardConfig, GuardLayer, MAX_MESSAGE_BYTES, RateLimits};
+use crate::grpc::guard::{GuardLayer, MAX_MESSAGE_BYTES};
 use crate::grpc::pb::auth_service_server::AuthServiceServer;
 use crate::grpc::trace::TraceLayer;
 use crate::metrics::Metrics;
 use crate::storage::{self, Backend, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
+
+mod commands;
+mod health;
+mod settings;
+
+pub use commands::{migrate_command, rotate_keys_command};
+use health::{set_health, watch_database};
+use settings::{guard_config, settings, tls_files};
 
 /// HTTP/2 streams one connection may have open at once. tonic's default
 /// (`None`) removes hyper's limit altogether, letting one client open as
@@ -43,9 +47,6 @@ const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often idle rate-limiter keys are forgotten.
 const LIMITER_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How often the database is pinged to drive health.
-const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
@@ -62,9 +63,6 @@ pub struct Application {
     config: Config,
     audit: Option<AuditTracer>,
 }
-
-/// The service health answers for besides `""`: the one `run_until` adds.
-const HEALTH_SERVICE: &str = AuthServiceServer::<AuthGrpc<SeaOrmStore>>::NAME;
 
 /// Checks the configuration, then that storage has a backend for its
 /// database URL (configuration knows URLs only as text).
@@ -98,72 +96,6 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Dat
         );
     }
     Ok(db)
-}
-
-/// `warden migrate`: applies pending migrations; refuses a newer schema.
-pub async fn migrate_command(config: &Config) -> anyhow::Result<()> {
-    validate(config)?;
-    let db = storage::connect(&config.database.url, 1).await?;
-    match storage::migrate(&db).await? {
-        SchemaStatus::Known => {
-            println!("migrations applied");
-            Ok(())
-        }
-        SchemaStatus::Newer(unknown) => {
-            bail!(
-                "the database schema is newer than this binary (unknown migrations: {unknown:?}); refusing to migrate"
-            )
-        }
-    }
-}
-
-/// The use-cases' settings.
-fn settings(config: &Config) -> Settings {
-    let lockout = &config.lockout;
-    Settings {
-        session_ttl: config.sessions.ttl(),
-        session_idle_timeout: config.sessions.idle_timeout(),
-        challenge_ttl: config.sessions.challenge_ttl(),
-        enrollment_ttl: config.totp.enrollment_ttl(),
-        max_sessions_per_user: config.sessions.max_per_user,
-        totp_issuer: config.totp.issuer.clone(),
-        totp_skew: u64::from(config.totp.skew),
-        password_policy: PasswordPolicy {
-            min_chars: config.passwords.min_length,
-        },
-        budget: BudgetPolicy {
-            threshold: lockout.threshold,
-            lock: lockout.duration(),
-            max_lock: lockout.max_duration(),
-            // No credential check outlives the per-call time limit, so three
-            // of them is ample for a live call and short for a dead one.
-            lease: Duration::from_secs(config.server.request_timeout_secs.saturating_mul(3)),
-        },
-    }
-}
-
-/// The guard layer's settings.
-fn guard_config(config: &Config) -> GuardConfig {
-    let limits = &config.rate_limits;
-    GuardConfig {
-        rate_limits: limits.enabled.then(|| RateLimits {
-            login: Bucket {
-                period: limits.login_period(),
-                burst: limits.login_burst,
-            },
-            second_factor: Bucket {
-                period: limits.second_factor_period(),
-                burst: limits.second_factor_burst,
-            },
-            register: Bucket {
-                period: limits.register_period(),
-                burst: limits.register_per_hour,
-            },
-        }),
-        max_in_flight: config.server.max_in_flight,
-        request_timeout: config.server.request_timeout(),
-        body_timeout: config.server.request_body_timeout(),
-    }
 }
 
 /// Builds the use-cases over an open database.
@@ -419,57 +351,4 @@ impl Application {
         }
         outcome
     }
-}
-
-/// The TLS files, when both the certificate and the key are set.
-fn tls_files(config: &Config) -> Option<crate::tls::TlsFiles> {
-    let server = &config.server;
-    Some(crate::tls::TlsFiles {
-        cert: server.tls_cert_file.clone()?,
-        key: server.tls_key_file.clone()?,
-        client_ca: server.tls_client_ca_file.clone(),
-    })
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(HEALTH_SERVICE, status).await;
-}
-
-/// Turns health NOT_SERVING while the database does not answer.
-async fn watch_database(db: DatabaseConnection, reporter: HealthReporter) {
-    let mut serving = true;
-    loop {
-        tokio::time::sleep(HEALTH_PROBE_INTERVAL).await;
-        let ok = tokio::time::timeout(Duration::from_secs(2), db.execute_unprepared("SELECT 1"))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        if ok != serving {
-            serving = ok;
-            if ok {
-                tracing::info!("database answers again; serving");
-            } else {
-                tracing::error!("database does not answer; health NOT_SERVING");
-            }
-            set_health(
-                &reporter,
-                if ok {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                },
-            )
-            .await;
-        }
-    }
-}
-
-/// `warden rotate-keys`: re-encrypts every TOTP secret under the primary key.
-pub async fn rotate_keys_command(config: &Config) -> anyhow::Result<()> {
-    validate(config)?;
-    let db = open_database(config, config.database.migrate_on_start).await?;
-    let service = build_service(config, db, Arc::new(crate::domain::clock::SystemClock)).await?;
-    let changed = service.rotate_keys().await?;
-    println!("re-encrypted {changed} secrets");
-    Ok(())
 }
