@@ -235,23 +235,9 @@ async fn login(
     spec: LoadSpec,
     users: Arc<Vec<String>>,
 ) -> anyhow::Result<Measured> {
-    let target = target.clone();
-    load::drive(spec, move |w, seq| {
-        let mut client = target.auth(w);
-        let n = users.len();
-        let username = users[(w + usize::try_from(seq).unwrap_or(0) * spec.in_flight) % n].clone();
-        async move {
-            let result = client
-                .login(pb::LoginRequest {
-                    username,
-                    password: PASSWORD.into(),
-                })
-                .await;
-            answered(result, |r| match r.outcome {
-                Some(pb::login_response::Outcome::Session(_)) => ONE,
-                _ => Call::Unexpected("no session"),
-            })
-        }
+    drive_logins(target, spec, users, |outcome| match outcome {
+        Some(pb::login_response::Outcome::Session(_)) => ONE,
+        _ => Call::Unexpected("no session"),
     })
     .await
 }
@@ -268,6 +254,21 @@ async fn login_totp(target: &Target, spec: LoadSpec) -> anyhow::Result<Measured>
         .await?
     };
     let users: Arc<Vec<String>> = Arc::new(users.into_iter().map(|u| u.username).collect());
+    drive_logins(target, spec, users, |outcome| match outcome {
+        Some(pb::login_response::Outcome::MfaRequired(_)) => ONE,
+        _ => Call::Unexpected("no challenge"),
+    })
+    .await
+}
+
+/// Logins with the right password, the users taken in turn; `judge` says
+/// whether an answer's outcome is the expected one.
+async fn drive_logins(
+    target: &Target,
+    spec: LoadSpec,
+    users: Arc<Vec<String>>,
+    judge: fn(Option<pb::login_response::Outcome>) -> Call,
+) -> anyhow::Result<Measured> {
     let target = target.clone();
     load::drive(spec, move |w, seq| {
         let mut client = target.auth(w);
@@ -280,10 +281,7 @@ async fn login_totp(target: &Target, spec: LoadSpec) -> anyhow::Result<Measured>
                     password: PASSWORD.into(),
                 })
                 .await;
-            answered(result, |r| match r.outcome {
-                Some(pb::login_response::Outcome::MfaRequired(_)) => ONE,
-                _ => Call::Unexpected("no challenge"),
-            })
+            answered(result, |r| judge(r.outcome))
         }
     })
     .await

@@ -197,14 +197,24 @@ impl<S: Store> Attempt<S> {
     /// back. A failure to do so is only logged; the lease ends it anyway.
     pub async fn refund(mut self) {
         self.armed = false;
+        if let Some(release) = self.spawn_release() {
+            let _ = release.await;
+        }
+    }
+
+    /// Gives the reservation back in a task that outlives the request; a
+    /// failure is only logged, since the lease ends the reservation anyway.
+    /// Without a runtime (shutdown) there is nothing to spawn on, and the
+    /// lease alone ends it.
+    fn spawn_release(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let store = self.store.clone();
         let id = self.id;
-        let release = tokio::spawn(async move { store.release_attempt(id).await });
-        match release.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "budget refund failed; the lease will end it"),
-            Err(e) => tracing::warn!(error = %e, "budget refund task failed"),
-        }
+        Some(runtime.spawn(async move {
+            if let Err(e) = store.release_attempt(id).await {
+                tracing::warn!(error = %e, "budget release failed; the lease will end it");
+            }
+        }))
     }
 
     /// The credential was wrong: keeps the attempt as a failure (possibly
@@ -229,21 +239,11 @@ impl<S: Store> Attempt<S> {
 
 impl<S: Store> Drop for Attempt<S> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
         // No verdict: the reservation is given back by a task that outlives
-        // the request. Without a runtime (shutdown) the lease ends it.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let store = self.store.clone();
-        let id = self.id;
-        runtime.spawn(async move {
-            if let Err(e) = store.release_attempt(id).await {
-                tracing::warn!(error = %e, "budget release failed; the lease will end it");
-            }
-        });
+        // the request.
+        if self.armed {
+            let _ = self.spawn_release();
+        }
     }
 }
 

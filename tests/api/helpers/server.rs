@@ -56,8 +56,54 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     /// Its database (dropped after the server).
     pub db: TestDatabase,
+    running: Running,
+}
+
+/// A built application serving in a task of its own until told to stop:
+/// what a test server and its replicas share.
+struct Running {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn spawn(app: Application) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does) without waiting for it.
+    fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops gracefully and waits for a clean end.
+    async fn stop(&mut self) {
+        self.begin_stop();
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+/// A fresh connection to `addr`.
+async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
 }
 
 impl TestServer {
@@ -84,13 +130,8 @@ impl TestServer {
         let addr = app.local_addr().expect("bound address");
         let health_addr = app.health_addr().expect("bound health address");
         let http_addr = app.http_addr().expect("bound HTTP address");
-        let (stop, stopped) = oneshot::channel();
-        let handle = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
-        let client = AuthServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+        let running = Running::spawn(app);
+        let client = AuthServiceClient::new(connect(addr).await);
         Self {
             addr,
             health_addr,
@@ -98,39 +139,24 @@ impl TestServer {
             client,
             clock,
             db,
-            stop: Some(stop),
-            handle: Some(handle),
+            running,
         }
     }
 
     /// A fresh channel to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
+        connect(self.addr).await
     }
 
     /// Starts a graceful shutdown (as SIGTERM does) without waiting for it;
     /// [`TestServer::stop`] then waits for the end.
     pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.running.begin_stop();
     }
 
     /// Stops the server gracefully and returns its database.
     pub async fn stop(mut self) -> TestDatabase {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle
-                .await
-                .expect("server task")
-                .expect("server ran cleanly");
-        }
+        self.running.stop().await;
         self.db
     }
 
@@ -229,14 +255,9 @@ impl TestServer {
             .await
             .expect("replica builds");
         let addr = app.local_addr().expect("bound address");
-        let (stop, stopped) = oneshot::channel();
-        let handle = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
         Replica {
             addr,
-            stop: Some(stop),
-            handle: Some(handle),
+            running: Running::spawn(app),
         }
     }
 }
@@ -245,30 +266,17 @@ impl TestServer {
 pub struct Replica {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
 }
 
 impl Replica {
     /// A fresh connection to the replica.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
+        connect(self.addr).await
     }
 
     /// Stops it gracefully.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle
-                .await
-                .expect("replica task")
-                .expect("replica ran cleanly");
-        }
+        self.running.stop().await;
     }
 }
