@@ -13,7 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::grpc::codec::WardenCodec")
         .file_descriptor_set_path(out_dir.join("warden_descriptor.bin"))
         .compile_protos(
-            &[PathBuf::from("proto/warden/v1/auth.proto")],
+            &[
+                PathBuf::from("proto/warden/v1/auth.proto"),
+                PathBuf::from("proto/warden/v1/admin.proto"),
+            ],
             &[PathBuf::from("proto"), protoc_bin_vendored::include_path()?],
         )?;
     println!("cargo:rerun-if-changed=proto");

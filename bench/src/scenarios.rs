@@ -279,6 +279,7 @@ async fn drive_logins(
                 .login(pb::LoginRequest {
                     username,
                     password: PASSWORD.into(),
+                    ..Default::default()
                 })
                 .await;
             answered(result, |r| judge(r.outcome))
@@ -365,6 +366,7 @@ async fn verify_totp(target: &Target, spec: LoadSpec, n: usize) -> anyhow::Resul
                 .verify_totp(pb::VerifyTotpRequest {
                     code,
                     purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(challenge)),
+                    ..Default::default()
                 })
                 .await;
             answered(result, |r| match r.session {
@@ -419,6 +421,7 @@ async fn recovery_code(target: &Target, spec: LoadSpec, n: usize) -> anyhow::Res
                 .use_recovery_code(pb::UseRecoveryCodeRequest {
                     challenge_token,
                     code,
+                    ..Default::default()
                 })
                 .await;
             // The server checks every code still unused before this call.

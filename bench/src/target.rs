@@ -131,6 +131,7 @@ impl Target {
             .login(pb::LoginRequest {
                 username: username.to_owned(),
                 password: PASSWORD.to_owned(),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("login {username}"))?
@@ -164,6 +165,7 @@ impl Target {
                 pb::VerifyTotpRequest {
                     code: totp::code_at_step(&secret, step)?,
                     purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+                    ..Default::default()
                 },
                 &token,
             )?)

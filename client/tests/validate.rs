@@ -82,6 +82,7 @@ impl Server {
             .login(pb::LoginRequest {
                 username: username.into(),
                 password: password.into(),
+                ..Default::default()
             })
             .await
             .expect("login")

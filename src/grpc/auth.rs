@@ -168,6 +168,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                     .map(|codes| pb::VerifyTotpResponse {
                         session: None,
                         recovery_codes: codes.iter().map(|c| c.to_string()).collect(),
+                        device_token: String::new(),
                     }),
             ),
             Some(Purpose::ChallengeToken(challenge)) => reply(
@@ -177,6 +178,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                     .map(|s| pb::VerifyTotpResponse {
                         session: Some(s.into()),
                         recovery_codes: Vec::new(),
+                        device_token: String::new(),
                     }),
             ),
         }
@@ -195,6 +197,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                 .map(|(session, remaining)| pb::UseRecoveryCodeResponse {
                     session: Some(session.into()),
                     remaining_recovery_codes: remaining,
+                    device_token: String::new(),
                 }),
         )
     }
@@ -280,6 +283,8 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                     remaining_recovery_codes: a.remaining_recovery_codes,
                     created_at: Some(timestamp(a.created_at)),
                     totp_enrollment_pending: a.totp_enrollment_pending,
+                    trusted_devices: 0,
+                    totp_required: false,
                 }),
         )
     }
@@ -309,5 +314,32 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                 .await
                 .map(|()| pb::LogoutResponse {}),
         )
+    }
+
+    // Pending (issues 15 and 16): the wire is fixed first so the work can
+    // proceed in parallel; these answer UNIMPLEMENTED until then.
+    async fn forget_trusted_devices(
+        &self,
+        _request: Request<pb::ForgetTrustedDevicesRequest>,
+    ) -> RpcResult<pb::ForgetTrustedDevicesResponse> {
+        Err(Status::unimplemented(
+            "ForgetTrustedDevices is not implemented yet",
+        ))
+    }
+
+    async fn issue_access_token(
+        &self,
+        _request: Request<pb::IssueAccessTokenRequest>,
+    ) -> RpcResult<pb::IssueAccessTokenResponse> {
+        Err(Status::unimplemented(
+            "IssueAccessToken is not implemented yet",
+        ))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> RpcResult<pb::GetJwksResponse> {
+        Err(Status::unimplemented("GetJwks is not implemented yet"))
     }
 }

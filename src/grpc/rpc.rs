@@ -34,6 +34,12 @@ pub enum Rpc {
     ValidateSession,
     /// Logout.
     Logout,
+    /// ForgetTrustedDevices.
+    ForgetTrustedDevices,
+    /// IssueAccessToken.
+    IssueAccessToken,
+    /// GetJwks.
+    GetJwks,
 }
 
 /// How an AuthService method is rate limited.
@@ -63,7 +69,7 @@ impl Limit {
 
 impl Rpc {
     /// Every method, in the contract's order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::Register,
         Self::Login,
         Self::EnrollTotp,
@@ -76,6 +82,9 @@ impl Rpc {
         Self::GetAccount,
         Self::ValidateSession,
         Self::Logout,
+        Self::ForgetTrustedDevices,
+        Self::IssueAccessToken,
+        Self::GetJwks,
     ];
 
     /// The method name on the wire.
@@ -93,6 +102,9 @@ impl Rpc {
             Self::GetAccount => "GetAccount",
             Self::ValidateSession => "ValidateSession",
             Self::Logout => "Logout",
+            Self::ForgetTrustedDevices => "ForgetTrustedDevices",
+            Self::IssueAccessToken => "IssueAccessToken",
+            Self::GetJwks => "GetJwks",
         }
     }
 
@@ -108,7 +120,12 @@ impl Rpc {
             | Self::RegenerateRecoveryCodes
             | Self::ChangePassword
             | Self::DeleteAccount => Limit::SecondFactor,
-            Self::GetAccount | Self::ValidateSession | Self::Logout => Limit::Unlimited,
+            Self::GetAccount
+            | Self::ValidateSession
+            | Self::Logout
+            | Self::ForgetTrustedDevices
+            | Self::IssueAccessToken
+            | Self::GetJwks => Limit::Unlimited,
         }
     }
 

@@ -265,6 +265,7 @@ async fn eleven_hundred_header_only_streams_hold_no_slot_and_other_clients_are_s
                 .login(pb::LoginRequest {
                     username: "alice".into(),
                     password: PASSWORD.into(),
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ()),
@@ -304,6 +305,7 @@ async fn header_only_login_and_step_up_streams_hold_no_slot_either() {
             .login(pb::LoginRequest {
                 username: "bob".into(),
                 password: PASSWORD.into(),
+                ..Default::default()
             })
             .await;
         let account = victim
@@ -326,6 +328,7 @@ async fn an_unsupported_grpc_encoding_is_invalid_request_and_not_echoed() {
     let login = pb::LoginRequest {
         username: "alice".into(),
         password: PASSWORD.into(),
+        ..Default::default()
     };
 
     let mut answers = Vec::new();
@@ -482,6 +485,7 @@ async fn a_client_ignoring_the_stream_limit_has_the_excess_refused() {
         .login(pb::LoginRequest {
             username: "carol".into(),
             password: PASSWORD.into(),
+            ..Default::default()
         })
         .await;
 

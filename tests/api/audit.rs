@@ -64,6 +64,7 @@ async fn login(
     let request = pb::LoginRequest {
         username: username.into(),
         password: password.into(),
+        ..Default::default()
     };
     Ok(client
         .login(request)
@@ -86,6 +87,7 @@ async fn verify(client: &mut Traced, challenge: &str, code: &str) -> Result<pb::
         purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
             challenge.into(),
         )),
+        ..Default::default()
     };
     Ok(client
         .verify_totp(request)
@@ -151,6 +153,7 @@ async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
     let confirm = pb::VerifyTotpRequest {
         code: confirming.clone(),
         purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+        ..Default::default()
     };
     let codes = client
         .verify_totp(with_bearer(confirm, &token))
@@ -172,6 +175,7 @@ async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
         .use_recovery_code(pb::UseRecoveryCodeRequest {
             challenge_token: second.clone(),
             code: codes[0].clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -181,6 +185,7 @@ async fn the_whole_flow_is_audited_under_the_callers_trace_without_secrets() {
         .use_recovery_code(pb::UseRecoveryCodeRequest {
             challenge_token: third.clone(),
             code: "0000-0000-0000-0000".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

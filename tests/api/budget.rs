@@ -18,6 +18,7 @@ fn login(username: &str, password: &str) -> pb::LoginRequest {
     pb::LoginRequest {
         username: username.into(),
         password: password.into(),
+        ..Default::default()
     }
 }
 
@@ -143,6 +144,7 @@ async fn concurrent_confirmations_of_one_secret_succeed_once_and_lock_nobody() {
             let request = pb::VerifyTotpRequest {
                 code,
                 purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+                ..Default::default()
             };
             client.verify_totp(bearer(request, &token)).await
         }

@@ -99,17 +99,20 @@ fn request(rpc: usize, a: String, b: String, c: String) -> Vec<u8> {
         1 => pb::LoginRequest {
             username: a,
             password: b,
+            ..Default::default()
         }
         .encode_to_vec(),
         2 => pb::EnrollTotpRequest { password: a }.encode_to_vec(),
         3 => pb::VerifyTotpRequest {
             code: a,
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(b)),
+            ..Default::default()
         }
         .encode_to_vec(),
         4 => pb::UseRecoveryCodeRequest {
             challenge_token: a,
             code: b,
+            ..Default::default()
         }
         .encode_to_vec(),
         5 => pb::DisableTotpRequest {

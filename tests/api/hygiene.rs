@@ -28,6 +28,7 @@ async fn undecodable_and_oversized_messages_are_invalid_argument() {
     let huge = pb::LoginRequest {
         username: "alice".into(),
         password: "x".repeat(70 * 1024),
+        ..Default::default()
     }
     .encode_to_vec();
     let oversized = raw_call(server.channel().await, "Login", huge)
@@ -93,6 +94,7 @@ async fn each_field_is_checked_for_shape_before_anything_else() {
         .verify_totp(pb::VerifyTotpRequest {
             code: "x".into(),
             purpose: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -95,6 +95,7 @@ async fn concurrent_wrong_codes_on_many_challenges_evaluate_exactly_the_budget()
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
                 challenges[i].clone(),
             )),
+            ..Default::default()
         };
         async move { client.verify_totp(request).await }
     })

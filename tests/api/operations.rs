@@ -170,6 +170,7 @@ async fn on_shutdown_health_turns_not_serving_while_in_flight_calls_finish() {
             .login(pb::LoginRequest {
                 username: "slow".into(),
                 password: PASSWORD.into(),
+                ..Default::default()
             })
             .await;
         (answer, started.elapsed())
@@ -283,6 +284,7 @@ async fn sessions_store_the_client_address_and_user_agent() {
     let mut request = tonic::Request::new(pb::LoginRequest {
         username: "agent".into(),
         password: PASSWORD.into(),
+        ..Default::default()
     });
     request
         .metadata_mut()
@@ -336,6 +338,7 @@ async fn keys_load_from_files_and_match_the_same_keys_given_inline() {
         .login(pb::LoginRequest {
             username: "filer".into(),
             password: PASSWORD.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

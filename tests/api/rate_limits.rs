@@ -9,6 +9,7 @@ fn login(username: &str) -> pb::LoginRequest {
     pb::LoginRequest {
         username: username.into(),
         password: PASSWORD.into(),
+        ..Default::default()
     }
 }
 
@@ -106,6 +107,7 @@ async fn second_factor_calls_share_a_bucket_and_health_is_never_limited() {
             .use_recovery_code(pb::UseRecoveryCodeRequest {
                 challenge_token: "x".into(),
                 code: "y".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -115,6 +117,7 @@ async fn second_factor_calls_share_a_bucket_and_health_is_never_limited() {
         .verify_totp(pb::VerifyTotpRequest {
             code: "123456".into(),
             purpose: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -87,6 +87,7 @@ async fn concurrent_use_of_one_recovery_code_from_two_replicas_succeeds_once() {
         let request = pb::UseRecoveryCodeRequest {
             challenge_token: challenges[i].clone(),
             code: spelling(&code, i),
+            ..Default::default()
         };
         async move { client.use_recovery_code(request).await }
     })

@@ -43,6 +43,7 @@ fn login(username: &str, password: &str) -> pb::LoginRequest {
     pb::LoginRequest {
         username: username.into(),
         password: password.into(),
+        ..Default::default()
     }
 }
 
@@ -115,6 +116,7 @@ async fn enrolled(
             pb::VerifyTotpRequest {
                 code: independent_totp(&secret, unix_now()),
                 purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+                ..Default::default()
             },
             &session,
         ))
@@ -178,6 +180,7 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
                 tokens[i].clone(),
             )),
+            ..Default::default()
         };
         async move { client.verify_totp(request).await }
     })
@@ -190,6 +193,7 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
         let request = pb::UseRecoveryCodeRequest {
             challenge_token: tokens[i].clone(),
             code: recovery.clone(),
+            ..Default::default()
         };
         async move { client.use_recovery_code(request).await }
     })
@@ -203,6 +207,7 @@ async fn three_replicas_share_migrations_single_use_rules_and_locks() {
         let request = pb::UseRecoveryCodeRequest {
             challenge_token: token.clone(),
             code: unused[i].clone(),
+            ..Default::default()
         };
         async move { client.use_recovery_code(request).await }
     })

@@ -143,6 +143,7 @@ async fn login(
         .login(pb::LoginRequest {
             username: username.into(),
             password: password.into(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().outcome.unwrap())
@@ -256,6 +257,7 @@ async fn exercise(
             pb::VerifyTotpRequest {
                 code: confirming.clone(),
                 purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+                ..Default::default()
             },
             &first.token,
         ))
@@ -275,6 +277,7 @@ async fn exercise(
         purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
             challenge.into(),
         )),
+        ..Default::default()
     };
     client
         .verify_totp(on(&confirming, &by_totp))
@@ -306,6 +309,7 @@ async fn exercise(
     let recover = |code: &str| pb::UseRecoveryCodeRequest {
         challenge_token: by_code.clone(),
         code: code.into(),
+        ..Default::default()
     };
     client
         .use_recovery_code(recover(wrong_recovery))
@@ -446,6 +450,7 @@ async fn internal_error(
         .verify_totp(pb::VerifyTotpRequest {
             code,
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(token)),
+            ..Default::default()
         })
         .await
         .unwrap_err();

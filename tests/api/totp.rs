@@ -188,6 +188,7 @@ fn on_challenge(challenge: &str, code: &str) -> pb::VerifyTotpRequest {
         purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
             challenge.into(),
         )),
+        ..Default::default()
     }
 }
 
@@ -264,6 +265,7 @@ async fn a_challenge_answered_by_totp_and_a_recovery_code_at_once_issues_one_ses
                         .use_recovery_code(pb::UseRecoveryCodeRequest {
                             challenge_token: challenge,
                             code: recovery,
+                            ..Default::default()
                         })
                         .await
                         .map(|r| r.into_inner().session.unwrap().token)
@@ -607,6 +609,7 @@ async fn challenges_are_not_sessions_and_die_after_five_wrong_codes() {
         .verify_totp(pb::VerifyTotpRequest {
             code: "123456".into(),
             purpose: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();

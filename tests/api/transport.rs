@@ -345,6 +345,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
     let login = || pb::LoginRequest {
         username: "nobody-here".into(),
         password: "wrong password!!".into(),
+        ..Default::default()
     };
     let first = client.login(login()).await.expect_err("unknown user");
     assert_eq!(first.code(), Code::Unauthenticated, "{first:?}");
@@ -504,6 +505,7 @@ async fn the_health_port_turns_not_serving_on_shutdown_and_metrics_see_the_runni
             .login(pb::LoginRequest {
                 username: "slow-hasher".into(),
                 password: "correct horse battery".into(),
+                ..Default::default()
             })
             .await
     });

@@ -153,6 +153,7 @@ async fn flood(
                 let call = client.login(LoginRequest {
                     username,
                     password: password.into(),
+                    ..Default::default()
                 });
                 let result = if cancels {
                     match tokio::time::timeout(Duration::from_millis(30), call).await {

@@ -31,6 +31,7 @@ impl TestServer {
         let request = pb::VerifyTotpRequest {
             code: code.into(),
             purpose: Some(pb::verify_totp_request::Purpose::ConfirmEnrollment(())),
+            ..Default::default()
         };
         self.client
             .verify_totp(bearer(request, token))
@@ -71,6 +72,7 @@ impl TestServer {
             purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(
                 challenge.into(),
             )),
+            ..Default::default()
         };
         self.client
             .verify_totp(request)
@@ -90,6 +92,7 @@ impl TestServer {
             .use_recovery_code(pb::UseRecoveryCodeRequest {
                 challenge_token: challenge.into(),
                 code: code.into(),
+                ..Default::default()
             })
             .await
             .map(tonic::Response::into_inner)

@@ -188,6 +188,7 @@ impl TestServer {
             .login(pb::LoginRequest {
                 username: username.into(),
                 password: password.into(),
+                ..Default::default()
             })
             .await?
             .into_inner();
