@@ -36,6 +36,16 @@ pub struct TotpSettings {
         global = true
     )]
     pub enrollment_ttl_secs: u64,
+    /// Require TOTP of every account: a password login of an account
+    /// without it gets a restricted session that can only enrol.
+    #[arg(
+        long = "require-totp",
+        env = "WARDEN_REQUIRE_TOTP",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub require: bool,
 }
 
 impl TotpSettings {

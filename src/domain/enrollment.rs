@@ -10,8 +10,9 @@ use crate::domain::budget::FailureKind;
 use crate::domain::clock::to_time;
 use crate::domain::error::AuthError;
 use crate::domain::password_policy;
-use crate::domain::second_factor::PresentedCode;
-use crate::domain::store::{SecretPurpose, Store};
+use crate::domain::second_factor::{PresentedCode, SecondFactorProof};
+use crate::domain::sessions::Access;
+use crate::domain::store::{SecretPurpose, SessionUpgrade, Store, TotpConfirmation};
 use crate::domain::{AuthService, totp_aad};
 
 /// Recovery codes issued per user.
@@ -36,7 +37,7 @@ impl<S: Store> AuthService<S> {
         bearer: Option<&str>,
         password: &str,
     ) -> Result<Enrollment, AuthError> {
-        let session = self.authenticate(bearer).await?;
+        let session = self.authenticate(bearer, Access::Enrolment).await?;
         let password = password_policy::check_presented(password, "password")?;
         let user = self.owner(&session).await?;
         if self
@@ -96,7 +97,7 @@ impl<S: Store> AuthService<S> {
         bearer: Option<&str>,
         code: &str,
     ) -> Result<Vec<Zeroizing<String>>, AuthError> {
-        let session = self.authenticate(bearer).await?;
+        let session = self.authenticate(bearer, Access::Enrolment).await?;
         PresentedCode::totp(code)?;
         let user = self.owner(&session).await?;
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
@@ -138,8 +139,26 @@ impl<S: Store> AuthService<S> {
             .keys
             .seal(secret.as_bytes(), &totp_aad(user.id, SecretPurpose::Active));
         let (codes, hashes) = self.new_recovery_codes().await?;
+        // A restricted session proved the factor just now: it is lifted in
+        // the same transaction, with the methods of a TOTP login.
+        let upgrade = self.is_restricted(&session).then(|| SessionUpgrade {
+            session: session.id,
+            amr: SecondFactorProof::TotpStep(step)
+                .login_amr()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        });
         self.store
-            .confirm_totp(user.id, &pending, &active, step, &hashes, self.clock.now())
+            .confirm_totp(&TotpConfirmation {
+                user: user.id,
+                pending: &pending,
+                active: &active,
+                step,
+                recovery_hashes: &hashes,
+                now: self.clock.now(),
+                upgrade: upgrade.as_ref(),
+            })
             .await?;
         audit::record(AuditEvent::TotpConfirmed, Outcome::Success, Some(user.id));
         Ok(codes)

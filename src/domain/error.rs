@@ -41,6 +41,10 @@ pub enum AuthError {
     /// A TOTP operation on an account without TOTP.
     #[error("TOTP not enabled")]
     TotpNotEnabled,
+    /// The required-TOTP policy is on and the account has no TOTP yet: the
+    /// session may only enrol.
+    #[error("TOTP enrolment required")]
+    TotpEnrollmentRequired,
     /// The account name's failure budget is spent.
     #[error("account locked")]
     AccountLocked {

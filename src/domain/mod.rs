@@ -57,6 +57,9 @@ pub struct Settings {
     pub totp_issuer: String,
     /// Accepted TOTP steps either side of now.
     pub totp_skew: u64,
+    /// Every account must have TOTP: sessions of one without it are
+    /// restricted to enrolling (see [`sessions::Access`]).
+    pub require_totp: bool,
     /// Rules for new passwords.
     pub password_policy: PasswordPolicy,
     /// The failure budget.

@@ -14,6 +14,20 @@ use time::OffsetDateTime;
 /// What a backend learns about a live session.
 pub type SessionView = SessionRecord;
 
+/// What a Bearer call needs of its session. While `WARDEN_REQUIRE_TOTP` is
+/// on, a session of an account without TOTP is *restricted*: it may only
+/// enrol. The restriction is decided on every call from the account's
+/// current state, so it also covers sessions issued before the policy was
+/// turned on, and lifts the moment enrolment is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any live session, restricted or not: GetAccount, EnrollTotp,
+    /// VerifyTotp with `confirm_enrollment`, and Logout.
+    Enrolment,
+    /// A session that is not restricted: every other call.
+    Full,
+}
+
 /// The caller's account, as GetAccount shows it.
 #[derive(Debug)]
 pub struct AccountView {
@@ -29,12 +43,33 @@ pub struct AccountView {
     pub created_at: OffsetDateTime,
     /// Whether an unexpired pending secret exists.
     pub totp_enrollment_pending: bool,
+    /// Whether the policy requires TOTP of this account.
+    pub totp_required: bool,
 }
 
 impl<S: Store> AuthService<S> {
-    /// Resolves a presented session token to a live session, refreshing its
-    /// last-use time coarsely. `None` means no usable token was presented.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<SessionView, AuthError> {
+    /// Whether `session` is restricted to enrolling (see [`Access`]).
+    pub fn is_restricted(&self, session: &SessionView) -> bool {
+        self.settings.require_totp && !session.owner_totp_enabled
+    }
+
+    /// Resolves a presented session token to a live session that may make
+    /// a call needing `access`, refreshing its last-use time coarsely.
+    /// `None` means no usable token was presented. A live but restricted
+    /// session asked for [`Access::Full`] is `TotpEnrollmentRequired`.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        access: Access,
+    ) -> Result<SessionView, AuthError> {
+        let session = self.live_session(token).await?;
+        if access == Access::Full && self.is_restricted(&session) {
+            return Err(AuthError::TotpEnrollmentRequired);
+        }
+        Ok(session)
+    }
+
+    async fn live_session(&self, token: Option<&str>) -> Result<SessionView, AuthError> {
         let hash = token
             .and_then(|t| self.tokens.hash_presented(TokenKind::Session, t))
             .ok_or(AuthError::SessionInvalid)?;
@@ -68,7 +103,9 @@ impl<S: Store> AuthService<S> {
             .ok_or(AuthError::SessionInvalid)
     }
 
-    /// ValidateSession: whether `token` is a live session and whose.
+    /// ValidateSession: whether `token` is a live session and whose. A
+    /// restricted session answers `TotpEnrollmentRequired`, so a backend
+    /// that only looks at the status fails closed.
     pub async fn validate_session(&self, token: &str) -> Result<SessionView, AuthError> {
         if token.is_empty() {
             return Err(AuthError::InvalidRequest {
@@ -76,7 +113,7 @@ impl<S: Store> AuthService<S> {
                 description: "token is required",
             });
         }
-        match self.authenticate(Some(token)).await {
+        match self.authenticate(Some(token), Access::Full).await {
             Ok(session) => {
                 audit::record(
                     AuditEvent::SessionValidated,
@@ -94,7 +131,7 @@ impl<S: Store> AuthService<S> {
 
     /// GetAccount for the caller.
     pub async fn account(&self, bearer: Option<&str>) -> Result<AccountView, AuthError> {
-        let session = self.authenticate(bearer).await?;
+        let session = self.authenticate(bearer, Access::Enrolment).await?;
         let user = self.owner(&session).await?;
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
         Ok(AccountView {
@@ -104,12 +141,13 @@ impl<S: Store> AuthService<S> {
             remaining_recovery_codes: factors.unused_recovery_codes,
             created_at: user.created_at,
             totp_enrollment_pending: factors.pending.is_some(),
+            totp_required: self.settings.require_totp,
         })
     }
 
     /// Logout: revokes the caller's session at once.
     pub async fn logout(&self, bearer: Option<&str>) -> Result<(), AuthError> {
-        let session = self.authenticate(bearer).await?;
+        let session = self.authenticate(bearer, Access::Enrolment).await?;
         if !self.store.revoke_session(session.id).await? {
             return Err(AuthError::SessionInvalid);
         }

@@ -12,6 +12,7 @@ use crate::domain::ids::SessionId;
 use crate::domain::ids::UserId;
 use crate::domain::password_policy;
 use crate::domain::second_factor::{PresentedCode, SecondFactorProof};
+use crate::domain::sessions::Access;
 use crate::domain::store::{CompletionError, SessionRecord, StepUpEffect, Store, UserRecord};
 
 /// What a step-up request carries besides its action's own fields.
@@ -88,7 +89,7 @@ impl<S: Store> AuthService<S> {
         shapes: impl FnOnce() -> Result<(), AuthError>,
     ) -> Result<Granted<S>, AuthError> {
         // 1. Bearer.
-        let session = self.authenticate(request.bearer).await?;
+        let session = self.authenticate(request.bearer, Access::Full).await?;
         // 2. Shapes of the present and required fields.
         let password = password_policy::check_presented(request.password, request.password_field)?;
         let code = (!request.code.is_empty())

@@ -20,6 +20,7 @@ mod outage;
 mod rate_limits;
 mod recovery;
 mod replicas;
+mod required_totp;
 mod secrets;
 mod sessions;
 mod settings;

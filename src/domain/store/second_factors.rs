@@ -5,7 +5,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use super::{CompletionError, StoreResult};
+use super::{CompletionError, SessionUpgrade, StoreResult};
 use crate::crypto::keyring::Sealed;
 use crate::domain::ids::{RecoveryCodeId, UserId};
 
@@ -51,6 +51,25 @@ pub struct SecondFactorState {
     pub unused_recovery_codes: u32,
 }
 
+/// A TOTP enrolment being confirmed, applied in one transaction.
+#[derive(Debug)]
+pub struct TotpConfirmation<'a> {
+    /// The enrolling account.
+    pub user: UserId,
+    /// The pending secret the code was checked against.
+    pub pending: &'a Sealed,
+    /// The same secret, sealed for its active purpose.
+    pub active: &'a Sealed,
+    /// The time step of the confirming code (spent).
+    pub step: u64,
+    /// Hashes of the fresh recovery codes.
+    pub recovery_hashes: &'a [String],
+    /// Confirmation time.
+    pub now: OffsetDateTime,
+    /// The restricted session that confirmed, lifted in the same write.
+    pub upgrade: Option<&'a SessionUpgrade>,
+}
+
 /// TOTP enrolment and recovery codes.
 pub trait SecondFactorStore: Send + Sync {
     /// The user's TOTP state as of `now`.
@@ -68,16 +87,11 @@ pub trait SecondFactorStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// In one transaction: removes the pending secret (only if it is still
-    /// `pending`), spends `step`, stores `active`, and replaces the recovery
-    /// codes with `recovery_hashes`.
+    /// `pending`), spends the step, stores the active secret, replaces the
+    /// recovery codes, and applies the session upgrade when there is one.
     fn confirm_totp(
         &self,
-        user: UserId,
-        pending: &Sealed,
-        active: &Sealed,
-        step: u64,
-        recovery_hashes: &[String],
-        now: OffsetDateTime,
+        confirmation: &TotpConfirmation<'_>,
     ) -> impl Future<Output = Result<(), CompletionError>> + Send;
     /// The user's unused recovery codes: row ids and hashes.
     fn unused_recovery_codes(

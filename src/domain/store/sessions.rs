@@ -56,6 +56,19 @@ pub struct SessionRecord {
     pub expires_at: OffsetDateTime,
     /// RFC 8176 method references.
     pub amr: Vec<String>,
+    /// Whether the owner has TOTP on now (not when the session was issued):
+    /// the required-TOTP policy follows the account's current state.
+    pub owner_totp_enabled: bool,
+}
+
+/// A restricted session lifted by the TOTP confirmation made on it: its
+/// method references are rewritten in the confirming transaction.
+#[derive(Debug, Clone)]
+pub struct SessionUpgrade {
+    /// The session that confirmed.
+    pub session: SessionId,
+    /// Its method references from now on.
+    pub amr: Vec<String>,
 }
 
 /// What proves the second step of a login, checked atomically with issuing

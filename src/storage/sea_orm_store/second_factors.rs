@@ -14,8 +14,9 @@ use crate::domain::ids::{RecoveryCodeId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::store::{
     CompletionError, SecondFactorState, SecondFactorStore, SecretPurpose, StoreResult,
+    TotpConfirmation,
 };
-use crate::storage::entities::{recovery_codes, totp_secrets, users};
+use crate::storage::entities::{recovery_codes, sessions, totp_secrets, users};
 
 impl SeaOrmStore {
     /// Spends `step` for `user`: only a step later than the stored one wins.
@@ -184,17 +185,11 @@ impl SecondFactorStore for SeaOrmStore {
         Ok(())
     }
 
-    async fn confirm_totp(
-        &self,
-        user: UserId,
-        pending: &Sealed,
-        active: &Sealed,
-        step: u64,
-        recovery_hashes: &[String],
-        now: OffsetDateTime,
-    ) -> Result<(), CompletionError> {
+    async fn confirm_totp(&self, c: &TotpConfirmation<'_>) -> Result<(), CompletionError> {
+        let (user, pending, active, step, upgrade) =
+            (c.user, c.pending, c.active, c.step, c.upgrade);
         let id = user.to_string();
-        let now = ms(now);
+        let now = ms(c.now);
         let tx = self.begin_write().await?;
         let taken = totp_secrets::Entity::delete_many()
             .filter(totp_secrets::Column::UserId.eq(id.clone()))
@@ -221,7 +216,17 @@ impl SecondFactorStore for SeaOrmStore {
             .exec_without_returning(&*tx)
             .await
             .map_err(db_error("store active secret"))?;
-        Self::put_recovery_codes(&tx, &id, recovery_hashes, now).await?;
+        Self::put_recovery_codes(&tx, &id, c.recovery_hashes, now).await?;
+        if let Some(upgrade) = upgrade {
+            // Scoped to the owner: a session id from elsewhere changes nothing.
+            sessions::Entity::update_many()
+                .col_expr(sessions::Column::Amr, Expr::value(upgrade.amr.join(",")))
+                .filter(sessions::Column::Id.eq(upgrade.session.to_string()))
+                .filter(sessions::Column::UserId.eq(id.clone()))
+                .exec(&*tx)
+                .await
+                .map_err(db_error("upgrade session"))?;
+        }
         Ok(Self::commit(tx).await?)
     }
 

@@ -1,6 +1,6 @@
 //! [`SessionStore`] over `sessions`: every completed login ends here.
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, JoinType,
     QueryFilter, QueryOrder, QuerySelect,
@@ -11,11 +11,11 @@ use super::{SeaOrmStore, corrupt, db_error, from_ms, ms, user_id};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::SessionId;
 use crate::domain::store::{
-    CompletionError, LoginProof, NewSession, SessionRecord, SessionStore, SettledAttempt,
-    StoreResult,
+    CompletionError, LoginProof, NewSession, SecretPurpose, SessionRecord, SessionStore,
+    SettledAttempt, StoreResult,
 };
 use crate::domain::username::Username;
-use crate::storage::entities::{failure_budgets, login_challenges, sessions, users};
+use crate::storage::entities::{failure_budgets, login_challenges, sessions, totp_secrets, users};
 
 /// A session row with its owner's name, read in one query.
 #[derive(Debug, FromQueryResult)]
@@ -27,6 +27,7 @@ struct SessionWithOwner {
     authenticated_at: i64,
     expires_at: i64,
     amr: String,
+    totp_enabled: bool,
 }
 
 impl SeaOrmStore {
@@ -143,6 +144,20 @@ impl SessionStore for SeaOrmStore {
             .from(sessions::Column::UserId)
             .to(users::Column::Id)
             .into();
+        // Whether the owner has TOTP now, for the required-TOTP policy: an
+        // EXISTS on the secrets' primary key, in the same read.
+        let active_totp = Query::select()
+            .expr(Expr::val(1))
+            .from(totp_secrets::Entity)
+            .and_where(
+                Expr::col((totp_secrets::Entity, totp_secrets::Column::UserId))
+                    .equals((sessions::Entity, sessions::Column::UserId)),
+            )
+            .and_where(
+                Expr::col((totp_secrets::Entity, totp_secrets::Column::Purpose))
+                    .eq(SecretPurpose::Active.as_str()),
+            )
+            .to_owned();
         let Some(row) = sessions::Entity::find()
             .select_only()
             .columns([
@@ -154,6 +169,7 @@ impl SessionStore for SeaOrmStore {
                 sessions::Column::Amr,
             ])
             .column(users::Column::Username)
+            .expr_as(Expr::exists(active_totp), "totp_enabled")
             .join(JoinType::InnerJoin, owner)
             .filter(sessions::Column::TokenHash.eq(hash.0.to_vec()))
             .filter(users::Column::DisabledAt.is_null())
@@ -177,6 +193,7 @@ impl SessionStore for SeaOrmStore {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            owner_totp_enabled: row.totp_enabled,
         }))
     }
 

@@ -31,14 +31,15 @@ async fn user_with_totp(store: &SeaOrmStore, step: u64) -> UserId {
         .await
         .unwrap();
     store
-        .confirm_totp(
-            id,
-            &sealed(1),
-            &sealed(2),
+        .confirm_totp(&crate::domain::store::TotpConfirmation {
+            user: id,
+            pending: &sealed(1),
+            active: &sealed(2),
             step,
-            &["code-a".into(), "code-b".into()],
-            t0(),
-        )
+            recovery_hashes: &["code-a".into(), "code-b".into()],
+            now: t0(),
+            upgrade: None,
+        })
         .await
         .unwrap();
     id
