@@ -31,7 +31,9 @@ use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::clock::{Clock, to_time};
 use crate::domain::error::AuthError;
 use crate::domain::ids::{AttemptId, UserId};
-use crate::domain::store::{ChallengeTry, LockRule, Reservation, SettledAttempt, Store};
+use crate::domain::store::{
+    BudgetGate, ChallengeTry, LockRule, Refusal, Reservation, SettledAttempt, Store,
+};
 use crate::domain::username::Username;
 
 /// What kind of credential failed; decides how the lock grows.
@@ -120,6 +122,8 @@ impl BudgetPolicy {
                         policy: *self,
                         id,
                         name: name.clone(),
+                        user,
+                        gate: None,
                         armed: true,
                     });
                 }
@@ -130,6 +134,39 @@ impl BudgetPolicy {
                     wait = (wait * 2).min(MAX_BUSY_WAIT);
                 }
             }
+        }
+    }
+
+    /// An attempt for a check cheap enough to judge first (a TOTP code):
+    /// nothing is written now. Its verdict's transaction checks the budget
+    /// itself (see [`BudgetGate`]), so a right code costs one write
+    /// transaction instead of two, and a wrong one too. What a reservation
+    /// guarantees still holds: the verdict only counts, and is only
+    /// answered, if the budget would have granted the reservation at that
+    /// moment; a locked name answers ACCOUNT_LOCKED whatever the code was.
+    /// When checks in flight make the budget busy, the attempt falls back to
+    /// a reservation (waiting as [`BudgetPolicy::reserve`] does).
+    pub fn gated<S: Store>(
+        &self,
+        store: &S,
+        clock: &Arc<dyn Clock>,
+        name: &Username,
+        user: Option<UserId>,
+        challenge: Option<ChallengeTry>,
+    ) -> Attempt<S> {
+        Attempt {
+            store: store.clone(),
+            clock: clock.clone(),
+            policy: *self,
+            id: AttemptId::generate(),
+            name: name.clone(),
+            user,
+            gate: Some(BudgetGate {
+                challenge,
+                threshold: self.threshold,
+            }),
+            // Nothing reserved, nothing to give back.
+            armed: false,
         }
     }
 
@@ -159,6 +196,9 @@ pub struct Attempt<S: Store> {
     policy: BudgetPolicy,
     id: AttemptId,
     name: Username,
+    user: Option<UserId>,
+    /// Set while the attempt is judged without a reservation.
+    gate: Option<BudgetGate>,
     /// Whether dropping it still has to release the reservation.
     armed: bool,
 }
@@ -179,6 +219,26 @@ impl<S: Store> Attempt<S> {
         SettledAttempt {
             attempt: self.id,
             name: self.name.clone(),
+            gate: self.gate,
+        }
+    }
+
+    /// A gated settlement was refused: ACCOUNT_LOCKED or CHALLENGE_INVALID
+    /// as a reservation would have answered, or — when only checks in
+    /// flight fill the budget — this attempt reserved after all, to settle
+    /// again. Called only for refusals of this attempt's own gate.
+    pub async fn refused(self, refusal: Refusal) -> Result<Self, AuthError> {
+        match refusal {
+            Refusal::Locked { until } => {
+                Err(BudgetPolicy::locked(until, self.clock.now(), self.user))
+            }
+            Refusal::ChallengeGone => Err(AuthError::ChallengeInvalid),
+            Refusal::Busy => {
+                let challenge = self.gate.and_then(|gate| gate.challenge);
+                self.policy
+                    .reserve(&self.store, &self.clock, &self.name, self.user, challenge)
+                    .await
+            }
         }
     }
 
@@ -226,11 +286,26 @@ impl<S: Store> Attempt<S> {
         let store = self.store.clone();
         let (id, name, rule) = (self.id, self.name.clone(), self.policy.rule(kind));
         let now = self.clock.now();
-        // In a task of its own: the failure is recorded even if the request
-        // is dropped while this runs.
-        let record = tokio::spawn(async move { store.record_failure(id, &name, now, rule).await });
+        let Some(gate) = self.gate else {
+            // In a task of its own: the failure is recorded even if the
+            // request is dropped while this runs.
+            let record =
+                tokio::spawn(async move { store.record_failure(id, &name, now, rule).await });
+            return match record.await {
+                Ok(Ok(_)) => AuthError::InvalidCredentials,
+                Ok(Err(e)) => e.into(),
+                Err(e) => AuthError::internal("record failure", e),
+            };
+        };
+        let record =
+            tokio::spawn(async move { store.record_gated_failure(&name, gate, now, rule).await });
         match record.await {
-            Ok(Ok(_)) => AuthError::InvalidCredentials,
+            Ok(Ok(Ok(_))) => AuthError::InvalidCredentials,
+            Ok(Ok(Err(refusal))) => match self.refused(refusal).await {
+                // Reserved now (no gate): this recursion ends at once.
+                Ok(reserved) => Box::pin(reserved.fail(kind)).await,
+                Err(answer) => answer,
+            },
             Ok(Err(e)) => e.into(),
             Err(e) => AuthError::internal("record failure", e),
         }

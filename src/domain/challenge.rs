@@ -73,27 +73,35 @@ impl<S: Store> AuthService<S> {
         if factors.active.is_none() {
             return Err(AuthError::ChallengeInvalid);
         }
-        let attempt = self
-            .settings
-            .budget
-            .reserve(
-                &self.store,
-                &self.clock,
-                &challenge.username,
-                Some(challenge.user_id),
-                // The code takes one of the challenge's tries with the budget
-                // attempt, so concurrent wrong codes get at most its tries.
-                Some(ChallengeTry {
-                    challenge: challenge.id,
-                    max_failures: CHALLENGE_MAX_FAILURES,
-                }),
-            )
-            .await?;
-        let Some(proof) = self
+        // The code takes one of the challenge's tries with the budget
+        // attempt, so concurrent wrong codes get at most its tries.
+        let challenge_try = Some(ChallengeTry {
+            challenge: challenge.id,
+            max_failures: CHALLENGE_MAX_FAILURES,
+        });
+        let budget = &self.settings.budget;
+        let (name, user) = (&challenge.username, Some(challenge.user_id));
+        let attempt = if presented.is_cheap() {
+            // A TOTP code is judged first and settled in one write.
+            budget.gated(&self.store, &self.clock, name, user, challenge_try)
+        } else {
+            budget
+                .reserve(&self.store, &self.clock, name, user, challenge_try)
+                .await?
+        };
+        let proof = match self
             .check_second_factor(challenge.user_id, &factors, presented)
             .await?
-        else {
-            return Err(attempt.fail(FailureKind::SecondFactor).await);
+        {
+            Ok(proof) => proof,
+            Err(rejection) => {
+                let answer = attempt.fail(FailureKind::SecondFactor).await;
+                // Logged only when the budget judged it a failure.
+                if matches!(answer, AuthError::InvalidCredentials) {
+                    rejection.log(challenge.user_id);
+                }
+                return Err(answer);
+            }
         };
         let login = LoginProof::SecondFactor {
             challenge: challenge.id,

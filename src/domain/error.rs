@@ -91,6 +91,11 @@ impl From<CompletionError> for AuthError {
             CompletionError::PendingGone => Self::NoPendingEnrollment,
             // The password checked is no longer the account's.
             CompletionError::CredentialsChanged => Self::InvalidCredentials,
+            // `Attempt::refused` answers every refusal of its own gate before
+            // an error is made of it; reaching here is a bug, not a verdict.
+            CompletionError::Refused(refusal) => {
+                Self::Internal(anyhow::anyhow!("unhandled budget refusal {refusal:?}"))
+            }
             CompletionError::Store(e) => e.into(),
         }
     }

@@ -183,28 +183,40 @@ impl<S: Store> AuthService<S> {
             amr: amr.into_iter().map(str::to_owned).collect(),
             client,
         };
-        match self
-            .store
-            .complete_login(
-                &session,
-                &proof,
-                &attempt.settlement(),
-                self.settings.max_sessions_per_user,
-            )
-            .await
-        {
-            Ok(()) => attempt.consumed(),
-            Err(
-                CompletionError::ChallengeGone
-                | CompletionError::StepUsed
-                | CompletionError::CodeUsed,
-            ) => {
-                // Race losers count as failures (of the second factor).
-                return Err(attempt.fail(FailureKind::SecondFactor).await);
+        let mut attempt = attempt;
+        loop {
+            match self
+                .store
+                .complete_login(
+                    &session,
+                    &proof,
+                    &attempt.settlement(),
+                    self.settings.max_sessions_per_user,
+                )
+                .await
+            {
+                Ok(()) => {
+                    attempt.consumed();
+                    break;
+                }
+                // A gated attempt the budget refused: answered as a
+                // reservation would have been, or reserved and tried again
+                // (at most once: a reserved attempt is never refused).
+                Err(CompletionError::Refused(refusal)) => {
+                    attempt = attempt.refused(refusal).await?;
+                }
+                Err(
+                    CompletionError::ChallengeGone
+                    | CompletionError::StepUsed
+                    | CompletionError::CodeUsed,
+                ) => {
+                    // Race losers count as failures (of the second factor).
+                    return Err(attempt.fail(FailureKind::SecondFactor).await);
+                }
+                // Anything else is no verdict on the credential: dropping the
+                // attempt gives it back.
+                Err(other) => return Err(other.into()),
             }
-            // Anything else is no verdict on the credential: dropping the
-            // attempt gives it back.
-            Err(other) => return Err(other.into()),
         }
         audit::record(AuditEvent::LoginSucceeded, Outcome::Success, Some(user_id));
         Ok(IssuedSession {

@@ -92,53 +92,81 @@ impl SecondFactorProof {
     }
 }
 
+/// Why a presented code did not check out: answered alike (wrong), but
+/// logged apart. The log is written once the failure budget has judged the
+/// check, so a check refused as locked logs no code failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a code of this secret within the window.
+    TotpWrong,
+    /// A code for a time step at or before the last accepted one.
+    TotpReplayed,
+    /// None of the unused recovery codes.
+    RecoveryCodeWrong,
+}
+
+impl Rejection {
+    /// Records the audit event of this rejection.
+    pub fn log(self, user: UserId) {
+        let event = match self {
+            Self::TotpWrong => AuditEvent::TotpFailed,
+            Self::TotpReplayed => AuditEvent::TotpReplayRejected,
+            Self::RecoveryCodeWrong => AuditEvent::RecoveryCodeFailed,
+        };
+        audit::record(event, Outcome::Failure, Some(user));
+    }
+}
+
+impl PresentedCode {
+    /// Whether checking it costs next to nothing (no hashing), so it can be
+    /// judged before the budget is asked, in the transaction that settles
+    /// it (see `BudgetPolicy::gated`).
+    pub fn is_cheap(&self) -> bool {
+        matches!(self, Self::Totp(_))
+    }
+}
+
 impl<S: Store> AuthService<S> {
-    /// Checks a presented code against `user`'s factors. `Ok(None)` means
-    /// wrong, replayed or used — answered alike, logged apart.
+    /// Checks a presented code against `user`'s factors. Logs nothing: the
+    /// caller logs a [`Rejection`] once the budget has judged the check.
     pub(crate) async fn check_second_factor(
         &self,
         user: UserId,
         factors: &SecondFactorState,
         code: PresentedCode,
-    ) -> Result<Option<SecondFactorProof>, AuthError> {
+    ) -> Result<Result<SecondFactorProof, Rejection>, AuthError> {
         match code {
             PresentedCode::Totp(code) => {
                 let Some(active) = &factors.active else {
-                    return Ok(None);
+                    return Ok(Err(Rejection::TotpWrong));
                 };
                 let secret = self.open_secret(user, SecretPurpose::Active, active)?;
-                match totp::check_code(
-                    &secret,
-                    &code,
-                    self.unix_now(),
-                    self.settings.totp_skew,
-                    factors.last_step,
-                ) {
-                    CodeMatch::Fresh(step) => Ok(Some(SecondFactorProof::TotpStep(step))),
-                    CodeMatch::Replayed => {
-                        audit::record(AuditEvent::TotpReplayRejected, Outcome::Failure, Some(user));
-                        Ok(None)
-                    }
-                    CodeMatch::Wrong => {
-                        audit::record(AuditEvent::TotpFailed, Outcome::Failure, Some(user));
-                        Ok(None)
-                    }
-                }
+                Ok(
+                    match totp::check_code(
+                        &secret,
+                        &code,
+                        self.unix_now(),
+                        self.settings.totp_skew,
+                        factors.last_step,
+                    ) {
+                        CodeMatch::Fresh(step) => Ok(SecondFactorProof::TotpStep(step)),
+                        CodeMatch::Replayed => Err(Rejection::TotpReplayed),
+                        CodeMatch::Wrong => Err(Rejection::TotpWrong),
+                    },
+                )
             }
             PresentedCode::RecoveryCode(code) => {
                 let stored = self.store.unused_recovery_codes(user).await?;
                 let hashes = stored.iter().map(|(_, hash)| hash.clone()).collect();
                 // Only this user's own codes are ever compared.
-                match self.recovery_codes.find_match(code, hashes).await? {
-                    Some(index) => Ok(stored
-                        .into_iter()
-                        .nth(index)
-                        .map(|(id, _)| SecondFactorProof::RecoveryCode(id))),
-                    None => {
-                        audit::record(AuditEvent::RecoveryCodeFailed, Outcome::Failure, Some(user));
-                        Ok(None)
-                    }
-                }
+                let found = self
+                    .recovery_codes
+                    .find_match(code, hashes)
+                    .await?
+                    .and_then(|index| stored.into_iter().nth(index));
+                Ok(found
+                    .map(|(id, _)| SecondFactorProof::RecoveryCode(id))
+                    .ok_or(Rejection::RecoveryCodeWrong))
             }
         }
     }

@@ -119,8 +119,13 @@ impl<S: Store> AuthService<S> {
             .passwords
             .verify(password, Some(user.password_hash.clone()))
             .await?;
+        // The attempt is reserved, so the check is judged: log at once.
         let proof = match code {
-            Some(code) => self.check_second_factor(user.id, &factors, code).await?,
+            Some(code) => self
+                .check_second_factor(user.id, &factors, code)
+                .await?
+                .inspect_err(|rejection| rejection.log(user.id))
+                .ok(),
             None => None,
         };
         if password_ok && (proof.is_some() || !totp_enabled) {

@@ -6,6 +6,7 @@ mod abuse;
 mod accounts;
 mod audit;
 mod budget;
+mod budget_gate;
 mod commands;
 mod dev_keys;
 mod fuzz;

@@ -27,13 +27,43 @@ pub enum Reservation {
     },
 }
 
+/// Why a check judged without a reservation was not counted (the same
+/// answers a reservation gets, less `Granted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Failures and checks in flight use up the budget.
+    Busy,
+    /// The challenge has no try left, or has expired or been used.
+    ChallengeGone,
+    /// The name is locked until then.
+    Locked {
+        /// End of the lock (always in the future).
+        until: OffsetDateTime,
+    },
+}
+
+/// The budget check a transaction runs itself for a credential judged
+/// before any reservation was made (a TOTP code, which costs microseconds):
+/// the conditions `reserve_attempt` would have checked, taken in the same
+/// transaction as the verdict's effect, so one write does both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetGate {
+    /// The challenge try the check takes, as a reservation would.
+    pub challenge: Option<ChallengeTry>,
+    /// Failures that lock the name.
+    pub threshold: u32,
+}
+
 /// The budget attempt a completing transaction settles as a success.
 #[derive(Debug, Clone)]
 pub struct SettledAttempt {
-    /// The reservation to remove.
+    /// The reservation to remove (none exists when `gate` is set).
     pub attempt: AttemptId,
     /// The budget's name.
     pub name: Username,
+    /// Set for an attempt judged without a reservation: the transaction
+    /// checks the budget itself and refuses with `CompletionError::Refused`.
+    pub gate: Option<BudgetGate>,
 }
 
 /// How a failure that spends the budget locks the name.
@@ -116,6 +146,16 @@ pub trait FailureBudgetStore: Send + Sync {
         now: OffsetDateTime,
         rule: LockRule,
     ) -> impl Future<Output = StoreResult<Option<OffsetDateTime>>> + Send;
+    /// In one transaction, for a wrong credential judged without a
+    /// reservation: checks `gate` (taking its challenge try) and, when it
+    /// passes, counts a failure for `name` as `record_failure` does.
+    fn record_gated_failure(
+        &self,
+        name: &Username,
+        gate: BudgetGate,
+        now: OffsetDateTime,
+        rule: LockRule,
+    ) -> impl Future<Output = StoreResult<Result<Option<OffsetDateTime>, Refusal>>> + Send;
     /// The end of `name`'s lock, if it is locked at `now`.
     fn locked_until(
         &self,

@@ -57,6 +57,9 @@ pub enum CompletionError {
     /// the password was verified.
     #[error("credentials changed meanwhile")]
     CredentialsChanged,
+    /// A gated attempt's budget check refused (see `BudgetGate`).
+    #[error("budget check refused: {0:?}")]
+    Refused(Refusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use super::{SeaOrmStore, db_error, from_ms, ms};
 use crate::domain::ids::AttemptId;
 use crate::domain::store::{
-    ChallengeTry, FailureBudgetStore, LockRule, Reservation, StoreError, StoreResult,
+    BudgetGate, ChallengeTry, FailureBudgetStore, LockRule, Refusal, Reservation, StoreError,
+    StoreResult,
 };
 use crate::domain::username::Username;
 use crate::storage::entities::{budget_reservations, failure_budgets, login_challenges};
@@ -60,6 +61,101 @@ impl SeaOrmStore {
     }
 }
 
+impl SeaOrmStore {
+    /// What a reservation checks, inside `tx`: takes the challenge's try
+    /// (when there is one), then locks the budget and answers whether one
+    /// more check may be judged. On a refusal the caller rolls back, which
+    /// gives the try back. Returns the locked budget row.
+    pub(super) async fn check_gate(
+        tx: &DatabaseTransaction,
+        name: &Username,
+        challenge: Option<ChallengeTry>,
+        now: i64,
+        threshold: u32,
+    ) -> StoreResult<Result<failure_budgets::Model, Refusal>> {
+        let threshold = i64::from(threshold);
+        // The challenge's try first, then the budget: every transaction that
+        // touches both takes them in this order (complete_login does too),
+        // so PostgreSQL never sees a lock cycle.
+        if let Some(try_) = challenge {
+            let max = i32::try_from(try_.max_failures).unwrap_or(i32::MAX);
+            let taken = login_challenges::Entity::update_many()
+                .col_expr(
+                    login_challenges::Column::FailedAttempts,
+                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
+                )
+                .filter(login_challenges::Column::Id.eq(try_.challenge.to_string()))
+                .filter(login_challenges::Column::FailedAttempts.lt(max))
+                .filter(login_challenges::Column::ExpiresAt.gt(now))
+                .exec(tx)
+                .await
+                .map_err(db_error("take a challenge try"))?;
+            if taken.rows_affected != 1 {
+                return Ok(Err(Refusal::ChallengeGone));
+            }
+        }
+        let budget = Self::lock_budget(tx, name, now).await?;
+        if let Some(until) = budget.locked_until.filter(|until| *until > now) {
+            return Ok(Err(Refusal::Locked {
+                until: from_ms(until),
+            }));
+        }
+        let pending = budget_reservations::Entity::find()
+            .filter(budget_reservations::Column::Name.eq(name.as_str()))
+            .filter(budget_reservations::Column::LeaseUntil.gt(now))
+            .count(tx)
+            .await
+            .map_err(db_error("count budget reservations"))?;
+        // Stored failures stay below the threshold (reaching it locks and
+        // steps back by one); clamping covers rows written under a higher
+        // threshold or by older versions, so an unlocked name is never
+        // refused for good: only checks in flight can make it busy.
+        let failures = i64::from(budget.failures).clamp(0, threshold - 1);
+        if failures + i64::try_from(pending).unwrap_or(i64::MAX) >= threshold {
+            return Ok(Err(Refusal::Busy));
+        }
+        Ok(Ok(budget))
+    }
+
+    /// Counts one failure on the locked `budget` row inside `tx`, locking
+    /// the name per `rule` when the budget is spent; returns the new lock's
+    /// end, if this failure set one.
+    async fn count_failure(
+        tx: &DatabaseTransaction,
+        budget: &failure_budgets::Model,
+        now: OffsetDateTime,
+        rule: LockRule,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let threshold = i32::try_from(rule.threshold).unwrap_or(i32::MAX);
+        let failures = budget.failures.saturating_add(1);
+        let mut update = failure_budgets::Entity::update_many()
+            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(ms(now)))
+            .filter(failure_budgets::Column::Name.eq(budget.name.clone()));
+        let locked_until = if failures >= threshold {
+            let length = rule.lock_length(budget.lock_level);
+            let until = now.checked_add(length).unwrap_or(now);
+            // Leave one attempt for after the lock: when it ends, the next
+            // failure locks again at once.
+            update = update
+                .col_expr(failure_budgets::Column::LockedUntil, Expr::value(ms(until)))
+                .col_expr(
+                    failure_budgets::Column::Failures,
+                    Expr::value(threshold - 1),
+                )
+                .col_expr(
+                    failure_budgets::Column::LockLevel,
+                    Expr::value(rule.next_level(budget.lock_level)),
+                );
+            Some(until)
+        } else {
+            update = update.col_expr(failure_budgets::Column::Failures, Expr::value(failures));
+            None
+        };
+        update.exec(tx).await.map_err(db_error("record failure"))?;
+        Ok(locked_until)
+    }
+}
+
 impl FailureBudgetStore for SeaOrmStore {
     async fn reserve_attempt(
         &self,
@@ -71,51 +167,14 @@ impl FailureBudgetStore for SeaOrmStore {
         threshold: u32,
     ) -> StoreResult<Reservation> {
         let now = ms(now);
-        let threshold = i64::from(threshold);
         let tx = self.begin_write().await?;
-        // The challenge's try first, then the budget: every transaction that
-        // touches both takes them in this order (complete_login does too),
-        // so PostgreSQL never sees a lock cycle. A refusal below rolls the
-        // try back with everything else.
-        if let Some(try_) = challenge {
-            let max = i32::try_from(try_.max_failures).unwrap_or(i32::MAX);
-            let taken = login_challenges::Entity::update_many()
-                .col_expr(
-                    login_challenges::Column::FailedAttempts,
-                    Expr::col(login_challenges::Column::FailedAttempts).add(1),
-                )
-                .filter(login_challenges::Column::Id.eq(try_.challenge.to_string()))
-                .filter(login_challenges::Column::FailedAttempts.lt(max))
-                .filter(login_challenges::Column::ExpiresAt.gt(now))
-                .exec(&*tx)
-                .await
-                .map_err(db_error("take a challenge try"))?;
-            if taken.rows_affected != 1 {
-                Self::abandon(tx).await?;
-                return Ok(Reservation::ChallengeGone);
-            }
-        }
-        let budget = Self::lock_budget(&tx, name, now).await?;
-        if let Some(until) = budget.locked_until.filter(|until| *until > now) {
+        if let Err(refusal) = Self::check_gate(&tx, name, challenge, now, threshold).await? {
             Self::abandon(tx).await?;
-            return Ok(Reservation::Locked {
-                until: from_ms(until),
+            return Ok(match refusal {
+                Refusal::Busy => Reservation::Busy,
+                Refusal::ChallengeGone => Reservation::ChallengeGone,
+                Refusal::Locked { until } => Reservation::Locked { until },
             });
-        }
-        let pending = budget_reservations::Entity::find()
-            .filter(budget_reservations::Column::Name.eq(name.as_str()))
-            .filter(budget_reservations::Column::LeaseUntil.gt(now))
-            .count(&*tx)
-            .await
-            .map_err(db_error("count budget reservations"))?;
-        // Stored failures stay below the threshold (reaching it locks and
-        // steps back by one); clamping covers rows written under a higher
-        // threshold or by older versions, so an unlocked name is never
-        // refused for good: only checks in flight can make it busy.
-        let failures = i64::from(budget.failures).clamp(0, threshold - 1);
-        if failures + i64::try_from(pending).unwrap_or(i64::MAX) >= threshold {
-            Self::abandon(tx).await?;
-            return Ok(Reservation::Busy);
         }
         let row = budget_reservations::ActiveModel {
             id: Set(attempt.to_string()),
@@ -172,41 +231,35 @@ impl FailureBudgetStore for SeaOrmStore {
         now: OffsetDateTime,
         rule: LockRule,
     ) -> StoreResult<Option<OffsetDateTime>> {
-        let threshold = i32::try_from(rule.threshold).unwrap_or(i32::MAX);
-        let now_ms = ms(now);
         let tx = self.begin_write().await?;
-        let budget = Self::lock_budget(&tx, name, now_ms).await?;
+        let budget = Self::lock_budget(&tx, name, ms(now)).await?;
         Self::remove_reservation(&tx, attempt).await?;
-        let failures = budget.failures.saturating_add(1);
-        let mut update = failure_budgets::Entity::update_many()
-            .col_expr(failure_budgets::Column::UpdatedAt, Expr::value(now_ms))
-            .filter(failure_budgets::Column::Name.eq(name.as_str()));
-        let locked_until = if failures >= threshold {
-            let length = rule.lock_length(budget.lock_level);
-            let until = now.checked_add(length).unwrap_or(now);
-            // Leave one attempt for after the lock: when it ends, the next
-            // failure locks again at once.
-            update = update
-                .col_expr(failure_budgets::Column::LockedUntil, Expr::value(ms(until)))
-                .col_expr(
-                    failure_budgets::Column::Failures,
-                    Expr::value(threshold - 1),
-                )
-                .col_expr(
-                    failure_budgets::Column::LockLevel,
-                    Expr::value(rule.next_level(budget.lock_level)),
-                );
-            Some(until)
-        } else {
-            update = update.col_expr(failure_budgets::Column::Failures, Expr::value(failures));
-            None
-        };
-        update
-            .exec(&*tx)
-            .await
-            .map_err(db_error("record failure"))?;
+        let locked_until = Self::count_failure(&tx, &budget, now, rule).await?;
         Self::commit(tx).await?;
         Ok(locked_until)
+    }
+
+    async fn record_gated_failure(
+        &self,
+        name: &Username,
+        gate: BudgetGate,
+        now: OffsetDateTime,
+        rule: LockRule,
+    ) -> StoreResult<Result<Option<OffsetDateTime>, Refusal>> {
+        let tx = self.begin_write().await?;
+        let budget =
+            match Self::check_gate(&tx, name, gate.challenge, ms(now), gate.threshold).await? {
+                Ok(budget) => budget,
+                Err(refusal) => {
+                    Self::abandon(tx).await?;
+                    return Ok(Err(refusal));
+                }
+            };
+        // The challenge try the gate took stays spent, as a judged
+        // reservation's does.
+        let locked_until = Self::count_failure(&tx, &budget, now, rule).await?;
+        Self::commit(tx).await?;
+        Ok(Ok(locked_until))
     }
 
     async fn locked_until(

@@ -96,6 +96,16 @@ impl SessionStore for SeaOrmStore {
             LoginProof::SecondFactor { .. } => None,
         };
         Self::lock_user(&tx, &user, verified_hash, now).await?;
+        // A check judged without a reservation passes the budget here, in
+        // the transaction that settles it: one write instead of two.
+        if let Some(gate) = attempt.gate {
+            let checked =
+                Self::check_gate(&tx, &attempt.name, gate.challenge, now, gate.threshold).await?;
+            if let Err(refusal) = checked {
+                Self::abandon(tx).await?;
+                return Err(CompletionError::Refused(refusal));
+            }
+        }
         match proof {
             LoginProof::Password { .. } => {}
             LoginProof::SecondFactor { challenge, proof } => {
@@ -129,7 +139,9 @@ impl SessionStore for SeaOrmStore {
             .await
             .map_err(db_error("insert session"))?;
         Self::evict_oldest(&tx, &user, max_sessions).await?;
-        Self::remove_reservation(&tx, attempt.attempt).await?;
+        if attempt.gate.is_none() {
+            Self::remove_reservation(&tx, attempt.attempt).await?;
+        }
         // A completed login resets the count and the lock level.
         failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
             .exec(&*tx)

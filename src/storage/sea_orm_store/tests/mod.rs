@@ -167,6 +167,7 @@ async fn a_password_login_is_refused_once_a_password_change_committed() {
     let settle = || SettledAttempt {
         attempt: AttemptId::generate(),
         name: name(),
+        gate: None,
     };
     store
         .commit_step_up(id, None, &change, AttemptId::generate(), t0())
@@ -206,6 +207,7 @@ async fn a_completed_login_resets_failures_and_the_lock_level() {
     let settle = SettledAttempt {
         attempt,
         name: name(),
+        gate: None,
     };
     let proof = LoginProof::Password {
         verified_hash: "hash".into(),
@@ -223,4 +225,73 @@ async fn a_completed_login_resets_failures_and_the_lock_level() {
 
     assert_eq!(also, Reservation::Granted, "the full budget is back");
     assert_eq!(lock, None, "one failure does not lock after a reset");
+}
+
+#[tokio::test]
+async fn a_gated_check_counts_like_a_reservation_and_is_refused_where_one_would_be() {
+    use crate::domain::store::{BudgetGate, Refusal};
+    let store = store().await;
+    let id = user(&store, "hash").await;
+    let gate = BudgetGate {
+        challenge: None,
+        threshold: RULE.threshold,
+    };
+    let gated = || SettledAttempt {
+        attempt: AttemptId::generate(),
+        name: name(),
+        gate: Some(gate),
+    };
+    let password = LoginProof::Password {
+        verified_hash: "hash".into(),
+    };
+
+    // A check in flight and a gated failure use the budget of two: the next
+    // gated verdict, right or wrong, waits (Busy) instead of being judged.
+    let (in_flight, granted) = reserve(&store, t0()).await;
+    assert_eq!(granted, Reservation::Granted);
+    let first = store
+        .record_gated_failure(&name(), gate, t0(), RULE)
+        .await
+        .unwrap();
+    assert_eq!(first, Ok(None));
+    let busy = store
+        .record_gated_failure(&name(), gate, t0(), RULE)
+        .await
+        .unwrap();
+    assert_eq!(busy, Err(Refusal::Busy));
+    let refused = store
+        .complete_login(&session(id), &password, &gated(), 10)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(CompletionError::Refused(Refusal::Busy))
+    ));
+
+    // The check in flight fails too: locked, and a gated right answer is
+    // refused with the lock's end; nothing was issued.
+    store
+        .record_failure(in_flight, &name(), t0(), RULE)
+        .await
+        .unwrap();
+    let locked = store
+        .complete_login(&session(id), &password, &gated(), 10)
+        .await;
+    let Err(CompletionError::Refused(Refusal::Locked { until })) = locked else {
+        panic!("expected a lock, got {locked:?}");
+    };
+    assert_eq!(until, t0() + Duration::minutes(15));
+
+    // After the lock, a gated right answer issues the session and resets
+    // the budget in the same write.
+    let later = t0() + Duration::minutes(16);
+    let mut after_lock = session(id);
+    after_lock.created_at = later;
+    store
+        .complete_login(&after_lock, &password, &gated(), 10)
+        .await
+        .unwrap();
+    let (_, fresh) = reserve(&store, later).await;
+    assert_eq!(fresh, Reservation::Granted);
+    let (_, second) = reserve(&store, later).await;
+    assert_eq!(second, Reservation::Granted, "the budget was reset");
 }

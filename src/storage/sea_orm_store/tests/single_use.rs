@@ -69,6 +69,7 @@ async fn complete(
     let settle = SettledAttempt {
         attempt: AttemptId::generate(),
         name: name(),
+        gate: None,
     };
     static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(100);
     let mut session = session(user);
