@@ -137,10 +137,10 @@ impl BudgetPolicy {
         }
     }
 
-    /// An attempt for a check cheap enough to judge first (a TOTP code):
-    /// nothing is written now. Its verdict's transaction checks the budget
-    /// itself (see [`BudgetGate`]), so a right code costs one write
-    /// transaction instead of two, and a wrong one too. What a reservation
+    /// An attempt judged before anything is written (a login challenge's
+    /// code): its verdict's transaction checks the budget itself (see
+    /// [`BudgetGate`]), so a right code costs one write transaction instead
+    /// of two, and a wrong one too. What a reservation
     /// guarantees still holds: the verdict only counts, and is only
     /// answered, if the budget would have granted the reservation at that
     /// moment; a locked name answers ACCOUNT_LOCKED whatever the code was.

@@ -56,7 +56,9 @@ impl<S: Store> AuthService<S> {
     }
 
     /// The second step of a login, whatever the second factor: challenge
-    /// (1), code shape (2), state (3), budget (5), then the code (6).
+    /// (1), code shape (2), state (3), budget (5), then the code (6). The
+    /// code is computed before the budget's verdict but answered after it:
+    /// a refused check answers as the budget says, whatever the code was.
     async fn complete_challenge(
         &self,
         challenge_token: &str,
@@ -81,14 +83,16 @@ impl<S: Store> AuthService<S> {
         });
         let budget = &self.settings.budget;
         let (name, user) = (&challenge.username, Some(challenge.user_id));
-        let attempt = if presented.is_cheap() {
-            // A TOTP code is judged first and settled in one write.
-            budget.gated(&self.store, &self.clock, name, user, challenge_try)
-        } else {
+        // The code is judged first and settled in one write, which checks
+        // the budget itself. A recovery code costs argon2 per unused code,
+        // so a locked name is answered before hashing (a read); the gate
+        // still decides races with checks that lock it meanwhile.
+        if !presented.is_cheap() {
             budget
-                .reserve(&self.store, &self.clock, name, user, challenge_try)
-                .await?
-        };
+                .ensure_unlocked(&self.store, &self.clock, name, user)
+                .await?;
+        }
+        let attempt = budget.gated(&self.store, &self.clock, name, user, challenge_try);
         let proof = match self
             .check_second_factor(challenge.user_id, &factors, presented)
             .await?

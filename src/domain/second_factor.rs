@@ -118,9 +118,8 @@ impl Rejection {
 }
 
 impl PresentedCode {
-    /// Whether checking it costs next to nothing (no hashing), so it can be
-    /// judged before the budget is asked, in the transaction that settles
-    /// it (see `BudgetPolicy::gated`).
+    /// Whether checking it costs next to nothing (no hashing): a locked
+    /// name need not be looked up before judging it.
     pub fn is_cheap(&self) -> bool {
         matches!(self, Self::Totp(_))
     }

@@ -53,8 +53,15 @@ async fn a_right_code_waits_for_a_check_in_flight_that_fills_the_budget() {
     })
     .await;
     let (_, secret) = totp_user(&mut server, "ivy").await;
-    let challenge = server.login_challenge("ivy", PASSWORD).await.challenge_token;
-    let failed = server.client.login(login("ivy", "wrong")).await.unwrap_err();
+    let challenge = server
+        .login_challenge("ivy", PASSWORD)
+        .await
+        .challenge_token;
+    let failed = server
+        .client
+        .login(login("ivy", "wrong"))
+        .await
+        .unwrap_err();
     assert_status(&failed, Code::Unauthenticated, "INVALID_CREDENTIALS");
 
     // One failure and one right password in flight fill the budget of two.
@@ -69,10 +76,15 @@ async fn a_right_code_waits_for_a_check_in_flight_that_fills_the_budget() {
     )
     .await;
     let code = independent_totp(&secret, server.now());
-    let verified = server.client.verify_totp(on_challenge(&challenge, &code)).await;
+    let verified = server
+        .client
+        .verify_totp(on_challenge(&challenge, &code))
+        .await;
 
     assert_eq!(held, 1, "the Login held its reservation");
-    let session = verified.expect("the right code waits, then wins").into_inner();
+    let session = verified
+        .expect("the right code waits, then wins")
+        .into_inner();
     assert!(session.session.is_some());
     let other = in_flight.await.unwrap().unwrap().into_inner();
     assert!(matches!(other.outcome, Some(Outcome::MfaRequired(_))));
@@ -82,7 +94,10 @@ async fn a_right_code_waits_for_a_check_in_flight_that_fills_the_budget() {
 async fn on_a_locked_name_a_right_code_is_not_judged_and_the_challenge_survives_the_lock() {
     let mut server = TestServer::start_with(|c| c.rate_limits.enabled = false).await;
     let (id, secret) = totp_user(&mut server, "jack").await;
-    let challenge = server.login_challenge("jack", PASSWORD).await.challenge_token;
+    let challenge = server
+        .login_challenge("jack", PASSWORD)
+        .await
+        .challenge_token;
     for _ in 0..5 {
         let _ = server.client.login(login("jack", "wrong")).await;
     }
@@ -107,7 +122,10 @@ async fn on_a_locked_name_a_right_code_is_not_judged_and_the_challenge_survives_
     // A password lock lasts 15 minutes; the challenge lives 5, so start a
     // new login after it and finish it with the next code.
     server.clock.advance(Duration::from_secs(901));
-    let challenge = server.login_challenge("jack", PASSWORD).await.challenge_token;
+    let challenge = server
+        .login_challenge("jack", PASSWORD)
+        .await
+        .challenge_token;
     let code = independent_totp(&secret, server.now());
     server
         .client
@@ -124,12 +142,19 @@ async fn concurrent_codes_on_one_challenge_judge_at_most_its_tries_and_one_right
     })
     .await;
     let (id, secret) = totp_user(&mut server, "kim").await;
-    let challenge = server.login_challenge("kim", PASSWORD).await.challenge_token;
+    let challenge = server
+        .login_challenge("kim", PASSWORD)
+        .await
+        .challenge_token;
     let right = independent_totp(&secret, server.now());
     let wrong = wrong_code(&right).to_owned();
 
     let answers = race(server.channels(24).await, move |mut client, i| {
-        let code = if i % 3 == 0 { right.clone() } else { wrong.clone() };
+        let code = if i % 3 == 0 {
+            right.clone()
+        } else {
+            wrong.clone()
+        };
         let challenge = challenge.clone();
         async move { client.verify_totp(on_challenge(&challenge, &code)).await }
     })
@@ -148,7 +173,10 @@ async fn concurrent_codes_on_one_challenge_judge_at_most_its_tries_and_one_right
     // A challenge has five tries, the winning one among them: at most four
     // wrong codes are judged next to it, and each judged one is logged once.
     assert!(wins <= 1, "{wins} sessions from one challenge");
-    assert!(judged_wrong + wins <= 5, "{judged_wrong} wrong codes judged");
+    assert!(
+        judged_wrong + wins <= 5,
+        "{judged_wrong} wrong codes judged"
+    );
     assert_eq!(
         audit_events("totp.failed", &id) + audit_events("totp.replay_rejected", &id),
         judged_wrong
