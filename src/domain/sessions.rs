@@ -29,6 +29,8 @@ pub struct AccountView {
     pub created_at: OffsetDateTime,
     /// Whether an unexpired pending secret exists.
     pub totp_enrollment_pending: bool,
+    /// Live remembered devices.
+    pub trusted_devices: u32,
 }
 
 impl<S: Store> AuthService<S> {
@@ -104,6 +106,7 @@ impl<S: Store> AuthService<S> {
             remaining_recovery_codes: factors.unused_recovery_codes,
             created_at: user.created_at,
             totp_enrollment_pending: factors.pending.is_some(),
+            trusted_devices: factors.trusted_devices,
         })
     }
 
