@@ -8,6 +8,8 @@ mod audit;
 mod budget;
 mod commands;
 mod dev_keys;
+mod device_races;
+mod devices;
 mod fuzz;
 mod hash_timing;
 mod health;
