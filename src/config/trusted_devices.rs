@@ -17,6 +17,7 @@ pub struct TrustedDeviceSettings {
     /// How long a remembered device skips the second factor; 0 turns
     /// "remember this device" off (requests for it are then ignored).
     #[arg(
+        id = "trusted_device_ttl_secs",
         long = "trusted-device-ttl-secs",
         value_name = "TRUSTED_DEVICE_TTL_SECS",
         env = "WARDEN_TRUSTED_DEVICE_TTL_SECS",
@@ -26,6 +27,7 @@ pub struct TrustedDeviceSettings {
     pub ttl_secs: u64,
     /// Live remembered devices per user; one more ends the oldest.
     #[arg(
+        id = "max_trusted_devices_per_user",
         long = "max-trusted-devices-per-user",
         value_name = "MAX_TRUSTED_DEVICES_PER_USER",
         env = "WARDEN_MAX_TRUSTED_DEVICES_PER_USER",
