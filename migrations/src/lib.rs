@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261201_000002_budget_reservations;
+mod m20261201_000004_trusted_devices;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261201_000002_budget_reservations::Migration),
+            Box::new(m20261201_000004_trusted_devices::Migration),
         ]
     }
 }

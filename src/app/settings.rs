@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::domain::Settings;
 use crate::domain::budget::BudgetPolicy;
 use crate::domain::password_policy::PasswordPolicy;
+use crate::domain::trusted_devices::TrustedDevicePolicy;
 use crate::grpc::guard::{Bucket, GuardConfig, RateLimits};
 
 /// The use-cases' settings.
@@ -31,6 +32,10 @@ pub(super) fn settings(config: &Config) -> Settings {
             // No credential check outlives the per-call time limit, so three
             // of them is ample for a live call and short for a dead one.
             lease: Duration::from_secs(config.server.request_timeout_secs.saturating_mul(3)),
+        },
+        trusted_devices: TrustedDevicePolicy {
+            ttl: config.trusted_devices.ttl(),
+            max_per_user: config.trusted_devices.max_per_user,
         },
     }
 }

@@ -16,6 +16,7 @@ mod rate_limits;
 mod server;
 mod sessions;
 mod telemetry;
+mod trusted_devices;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
@@ -29,6 +30,7 @@ pub use rate_limits::RateLimitSettings;
 pub use server::ServerSettings;
 pub use sessions::SessionSettings;
 pub use telemetry::{LogFormat, TelemetrySettings};
+pub use trusted_devices::TrustedDeviceSettings;
 
 /// Warden: password + TOTP authentication over gRPC.
 #[derive(Debug, Parser)]
@@ -77,6 +79,9 @@ pub struct Config {
     /// What a new password must be.
     #[command(flatten)]
     pub passwords: PasswordSettings,
+    /// Remembered devices.
+    #[command(flatten)]
+    pub trusted_devices: TrustedDeviceSettings,
     /// Argon2id costs and the hashing workers.
     #[command(flatten)]
     pub hashing: HashingSettings,
@@ -144,6 +149,7 @@ impl Config {
         self.database.validate()?;
         self.totp.validate()?;
         self.passwords.validate()?;
+        self.trusted_devices.validate()?;
         self.hashing.validate()?;
         self.rate_limits.validate()?;
         self.keys.validate()

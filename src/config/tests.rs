@@ -56,6 +56,9 @@ fn each_oversized_or_zero_setting_is_refused_by_name() -> Result<(), clap::Error
         ("--db-max-connections", "0"),
         ("--max-in-flight", "18446744073709551615"),
         ("--rate-limit-register-per-hour", "0"),
+        ("--trusted-device-ttl-secs", &too_long),
+        ("--max-trusted-devices-per-user", "0"),
+        ("--max-trusted-devices-per-user", "1001"),
     ];
     for (flag, value) in cases {
         let config = parsed(&[flag, value])?;

@@ -18,6 +18,8 @@ pub enum TokenKind {
     Session,
     /// A login waiting for its second factor.
     Challenge,
+    /// A remembered device, which stands in for the second factor at Login.
+    Device,
 }
 
 impl TokenKind {
@@ -25,6 +27,7 @@ impl TokenKind {
         match self {
             Self::Session => "wss_",
             Self::Challenge => "wsc_",
+            Self::Device => "wdt_",
         }
     }
 }
@@ -104,6 +107,18 @@ mod tests {
             key.hash_presented(TokenKind::Session, token.expose_secret()),
             None
         );
+    }
+
+    #[test]
+    fn a_device_token_is_neither_a_session_nor_a_challenge() {
+        let key = TokenKey::new([7; 32]);
+        let (token, hash) = key.issue(TokenKind::Device);
+        let token = token.expose_secret();
+        assert!(token.starts_with("wdt_"));
+        assert_eq!(key.hash_presented(TokenKind::Device, token), Some(hash));
+        for other in [TokenKind::Session, TokenKind::Challenge] {
+            assert_eq!(key.hash_presented(other, token), None);
+        }
     }
 
     #[test]

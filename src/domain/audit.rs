@@ -50,6 +50,12 @@ pub enum AuditEvent {
     SessionRevoked,
     /// Several sessions ended at once (with a count).
     SessionsRevoked,
+    /// A device was remembered with a completed login.
+    TrustedDeviceRemembered,
+    /// A remembered device stood in for the second factor at Login.
+    TrustedDeviceUsed,
+    /// Remembered devices were revoked (with a count).
+    TrustedDevicesRevoked,
     /// A per-IP rate limit refused a call.
     RateLimited,
 }
@@ -77,6 +83,9 @@ impl AuditEvent {
             Self::SessionValidated => "session.validated",
             Self::SessionRevoked => "session.revoked",
             Self::SessionsRevoked => "sessions.revoked",
+            Self::TrustedDeviceRemembered => "trusted_device.remembered",
+            Self::TrustedDeviceUsed => "trusted_device.used",
+            Self::TrustedDevicesRevoked => "trusted_devices.revoked",
             Self::RateLimited => "rate_limited",
         }
     }
@@ -112,6 +121,8 @@ pub struct AuditRecord {
     pub user: Option<UserId>,
     /// For `sessions.revoked`: how many.
     pub sessions_revoked: Option<u64>,
+    /// For `trusted_devices.revoked`: how many.
+    pub devices_revoked: Option<u64>,
 }
 
 tokio::task_local! {
@@ -125,6 +136,7 @@ pub fn record(event: AuditEvent, outcome: Outcome, user: Option<UserId>) {
         outcome,
         user,
         sessions_revoked: None,
+        devices_revoked: None,
     });
 }
 
@@ -135,6 +147,18 @@ pub fn record_revoked(user: UserId, count: u64) {
         outcome: Outcome::Success,
         user: Some(user),
         sessions_revoked: Some(count),
+        devices_revoked: None,
+    });
+}
+
+/// Records a bulk revocation of `count` remembered devices.
+pub fn record_devices_revoked(user: UserId, count: u64) {
+    push(AuditRecord {
+        event: AuditEvent::TrustedDevicesRevoked,
+        outcome: Outcome::Success,
+        user: Some(user),
+        sessions_revoked: None,
+        devices_revoked: Some(count),
     });
 }
 
@@ -149,6 +173,7 @@ fn push(record: AuditRecord) {
                 outcome = record.outcome.as_str(),
                 enduser.id = user.as_deref(),
                 sessions_revoked = record.sessions_revoked,
+                devices_revoked = record.devices_revoked,
                 "audit"
             )
         };

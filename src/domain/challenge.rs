@@ -9,6 +9,16 @@ use crate::domain::login::IssuedSession;
 use crate::domain::second_factor::PresentedCode;
 use crate::domain::store::{ChallengeRecord, ChallengeTry, ClientInfo, LoginProof, Store};
 
+/// A challenge's answer as the client sent it.
+struct Answer<'a> {
+    /// The code, shape not yet checked.
+    code: &'a str,
+    /// The shape check, which also says which factor the code is.
+    parse: fn(&str) -> Result<PresentedCode, AuthError>,
+    /// Whether to remember the device with the session.
+    remember_device: bool,
+}
+
 /// Wrong codes that kill a challenge.
 pub const CHALLENGE_MAX_FAILURES: u32 = 5;
 
@@ -25,27 +35,41 @@ impl<S: Store> AuthService<S> {
             .ok_or(AuthError::ChallengeInvalid)
     }
 
-    /// VerifyTotp with `challenge_token`: completes a login with a TOTP code.
+    /// VerifyTotp with `challenge_token`: completes a login with a TOTP code
+    /// (and, with `remember_device`, remembers the device).
     pub async fn verify_challenge_totp(
         &self,
         challenge_token: &str,
         code: &str,
+        remember_device: bool,
         client: ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
-        self.complete_challenge(challenge_token, code, PresentedCode::totp, client)
+        let answer = Answer {
+            code,
+            parse: PresentedCode::totp,
+            remember_device,
+        };
+        self.complete_challenge(challenge_token, answer, client)
             .await
     }
 
-    /// UseRecoveryCode: completes a login with one recovery code; also
-    /// returns how many unused codes remain.
+    /// UseRecoveryCode: completes a login with one recovery code (and, with
+    /// `remember_device`, remembers the device); also returns how many
+    /// unused codes remain.
     pub async fn use_recovery_code(
         &self,
         challenge_token: &str,
         code: &str,
+        remember_device: bool,
         client: ClientInfo,
     ) -> Result<(IssuedSession, u32), AuthError> {
+        let answer = Answer {
+            code,
+            parse: PresentedCode::recovery_code,
+            remember_device,
+        };
         let session = self
-            .complete_challenge(challenge_token, code, PresentedCode::recovery_code, client)
+            .complete_challenge(challenge_token, answer, client)
             .await?;
         let remaining = self
             .store
@@ -62,12 +86,11 @@ impl<S: Store> AuthService<S> {
     async fn complete_challenge(
         &self,
         challenge_token: &str,
-        code: &str,
-        parse: fn(&str) -> Result<PresentedCode, AuthError>,
+        answer: Answer<'_>,
         client: ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
         let challenge = self.live_challenge(challenge_token).await?;
-        let presented = parse(code)?;
+        let presented = (answer.parse)(answer.code)?;
         let factors = self
             .store
             .second_factor(challenge.user_id, self.clock.now())
@@ -112,7 +135,14 @@ impl<S: Store> AuthService<S> {
             proof: proof.clone(),
         };
         let issued = self
-            .issue_session(challenge.user_id, proof.login_amr(), login, attempt, client)
+            .issue_session(
+                challenge.user_id,
+                proof.login_amr(),
+                login,
+                attempt,
+                client,
+                answer.remember_device,
+            )
             .await?;
         proof.log_used(challenge.user_id);
         Ok(issued)

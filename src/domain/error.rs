@@ -87,7 +87,8 @@ impl From<CompletionError> for AuthError {
             // Losers of a single-use race are answered like a wrong code.
             CompletionError::ChallengeGone
             | CompletionError::StepUsed
-            | CompletionError::CodeUsed => Self::InvalidCredentials,
+            | CompletionError::CodeUsed
+            | CompletionError::DeviceGone => Self::InvalidCredentials,
             CompletionError::PendingGone => Self::NoPendingEnrollment,
             // The password checked is no longer the account's.
             CompletionError::CredentialsChanged => Self::InvalidCredentials,

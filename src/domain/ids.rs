@@ -47,6 +47,10 @@ uuid_id!(
     RecoveryCodeId
 );
 uuid_id!(
+    /// A remembered device's row id (not its token).
+    TrustedDeviceId
+);
+uuid_id!(
     /// A reserved attempt of a failure budget (one credential check in flight).
     AttemptId
 );

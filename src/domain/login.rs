@@ -1,6 +1,7 @@
 //! Login: checks a password and answers with a session, or with a
-//! challenge when the account has a second factor; and issuing sessions,
-//! which every completed login ends with.
+//! challenge when the account has a second factor and no remembered device
+//! stands in for it; and issuing sessions, which every completed login ends
+//! with.
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -31,6 +32,8 @@ pub struct IssuedSession {
     pub session_id: SessionId,
     /// Absolute end.
     pub expires_at: OffsetDateTime,
+    /// The token of a device remembered with this session (a secret).
+    pub device_token: Option<SecretString>,
 }
 
 /// A second-factor challenge handed to the client.
@@ -55,11 +58,13 @@ pub enum LoginOutcome {
 
 impl<S: Store> AuthService<S> {
     /// Checks a password; answers with a session, or a challenge when the
-    /// account has TOTP enabled.
+    /// account has TOTP enabled and `device_token` is not a live remembered
+    /// device of that account (empty: none presented).
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        device_token: &str,
         client: ClientInfo,
     ) -> Result<LoginOutcome, AuthError> {
         let username = Username::parse(username)?;
@@ -78,6 +83,10 @@ impl<S: Store> AuthService<S> {
         // unknown and disabled names cost the same time as real ones.
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let correct = self.passwords.verify(password.clone(), stored).await?;
+        // Looked up after the password verdict, whatever it is, and only
+        // acted on below once the password is right: a device token changes
+        // nothing about a wrong password's answer, cost or count.
+        let device = self.recognise_device(device_token).await?;
         let Some(user) = user.filter(|_| correct) else {
             let error = attempt.fail(FailureKind::Password).await;
             // Only a failure that was recorded is reported as one.
@@ -88,16 +97,15 @@ impl<S: Store> AuthService<S> {
         };
 
         let factors = self.store.second_factor(user.id, self.clock.now()).await?;
-        let outcome = if factors.active.is_some() {
-            let challenge = self.issue_challenge(&user, &factors).await?;
-            attempt.refund().await;
-            LoginOutcome::MfaRequired(challenge)
+        let outcome = if factors.second_step_needed() {
+            self.second_step(&user, &factors, device, attempt, client)
+                .await?
         } else {
             let proof = LoginProof::Password {
                 verified_hash: user.password_hash.clone(),
             };
             let session = self
-                .issue_session(user.id, vec!["pwd"], proof, attempt, client)
+                .issue_session(user.id, vec!["pwd"], proof, attempt, client, false)
                 .await?;
             LoginOutcome::Session(session)
         };
@@ -127,7 +135,7 @@ impl<S: Store> AuthService<S> {
         }
     }
 
-    async fn issue_challenge(
+    pub(crate) async fn issue_challenge(
         &self,
         user: &UserRecord,
         factors: &SecondFactorState,
@@ -145,10 +153,7 @@ impl<S: Store> AuthService<S> {
         self.store
             .insert_challenge(&challenge, &user.password_hash)
             .await?;
-        let mut methods = vec!["totp"];
-        if factors.unused_recovery_codes > 0 {
-            methods.push("recovery_code");
-        }
+        let methods = factors.challenge_methods();
         audit::record(
             AuditEvent::MfaChallengeIssued,
             Outcome::Success,
@@ -162,8 +167,10 @@ impl<S: Store> AuthService<S> {
     }
 
     /// Issues a session in one transaction with spending `proof`, which
-    /// settles `attempt` as a success (resetting the budget). A proof that
-    /// lost a single-use race settles it as a second-factor failure.
+    /// settles `attempt` as a success (resetting the budget); with
+    /// `remember`, also remembers the device (when the feature is on). A
+    /// proof that lost a single-use race settles it as a second-factor
+    /// failure.
     pub(crate) async fn issue_session(
         &self,
         user_id: UserId,
@@ -171,34 +178,22 @@ impl<S: Store> AuthService<S> {
         proof: LoginProof,
         attempt: Attempt<S>,
         client: ClientInfo,
+        remember: bool,
     ) -> Result<IssuedSession, AuthError> {
-        let now = self.clock.now();
-        let (token, token_hash) = self.tokens.issue(TokenKind::Session);
-        let session = NewSession {
-            id: SessionId::generate(),
-            user_id,
-            token_hash,
-            created_at: now,
-            expires_at: now + to_time(self.settings.session_ttl),
-            amr: amr.into_iter().map(str::to_owned).collect(),
-            client,
-        };
         let mut attempt = attempt;
         loop {
-            match self
-                .store
-                .complete_login(
-                    &session,
+            let stored = self
+                .store_session(
+                    user_id,
+                    amr.clone(),
                     &proof,
-                    &attempt.settlement(),
-                    self.settings.max_sessions_per_user,
+                    &attempt,
+                    client.clone(),
+                    remember,
                 )
-                .await
-            {
-                Ok(()) => {
-                    attempt.consumed();
-                    break;
-                }
+                .await;
+            match stored {
+                Ok(session) => return Ok(self.session_issued(attempt, session)),
                 // A gated attempt the budget refused: answered as a
                 // reservation would have been, or reserved and tried again
                 // (at most once: a reserved attempt is never refused).
@@ -208,7 +203,8 @@ impl<S: Store> AuthService<S> {
                 Err(
                     CompletionError::ChallengeGone
                     | CompletionError::StepUsed
-                    | CompletionError::CodeUsed,
+                    | CompletionError::CodeUsed
+                    | CompletionError::DeviceGone,
                 ) => {
                     // Race losers count as failures (of the second factor).
                     return Err(attempt.fail(FailureKind::SecondFactor).await);
@@ -218,12 +214,62 @@ impl<S: Store> AuthService<S> {
                 Err(other) => return Err(other.into()),
             }
         }
-        audit::record(AuditEvent::LoginSucceeded, Outcome::Success, Some(user_id));
+    }
+
+    /// Stores a session in one transaction with spending `proof` and
+    /// removing `attempt`'s reservation, settling nothing in memory: the
+    /// caller decides what a lost race means.
+    pub(crate) async fn store_session(
+        &self,
+        user_id: UserId,
+        amr: Vec<&str>,
+        proof: &LoginProof,
+        attempt: &Attempt<S>,
+        client: ClientInfo,
+        remember: bool,
+    ) -> Result<IssuedSession, CompletionError> {
+        let now = self.clock.now();
+        let (token, token_hash) = self.tokens.issue(TokenKind::Session);
+        let (device_token, remember) = self.device_to_remember(remember, now).unzip();
+        let session = NewSession {
+            id: SessionId::generate(),
+            user_id,
+            token_hash,
+            created_at: now,
+            expires_at: now + to_time(self.settings.session_ttl),
+            amr: amr.into_iter().map(str::to_owned).collect(),
+            client,
+            remember,
+        };
+        self.store
+            .complete_login(
+                &session,
+                proof,
+                &attempt.settlement(),
+                self.settings.max_sessions_per_user,
+            )
+            .await?;
         Ok(IssuedSession {
             token,
             user_id,
             session_id: session.id,
             expires_at: session.expires_at,
+            device_token,
         })
+    }
+
+    /// A session's transaction committed, consuming `attempt`.
+    pub(crate) fn session_issued(
+        &self,
+        attempt: Attempt<S>,
+        session: IssuedSession,
+    ) -> IssuedSession {
+        attempt.consumed();
+        let user = Some(session.user_id);
+        audit::record(AuditEvent::LoginSucceeded, Outcome::Success, user);
+        if session.device_token.is_some() {
+            audit::record(AuditEvent::TrustedDeviceRemembered, Outcome::Success, user);
+        }
+        session
     }
 }

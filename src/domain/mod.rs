@@ -3,8 +3,8 @@
 //!
 //! [`AuthService`] is defined here and each use-case adds its methods in a
 //! module of its own: [`register`], [`login`], [`sessions`], [`enrollment`]
-//! (TOTP), [`challenge`] (the second step of a login), [`step_up`] and
-//! [`maintenance`]. [`second_factor`] is the seam every second factor plugs
+//! (TOTP), [`challenge`] (the second step of a login), [`trusted_devices`]
+//! ("remember this device"), [`step_up`] and [`maintenance`]. [`second_factor`] is the seam every second factor plugs
 //! into, [`budget`] the failure budget every credential check goes through,
 //! and [`store`] the storage ports.
 
@@ -23,6 +23,7 @@ pub mod second_factor;
 pub mod sessions;
 pub mod step_up;
 pub mod store;
+pub mod trusted_devices;
 pub mod username;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use crate::domain::clock::Clock;
 use crate::domain::ids::UserId;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::store::{SecretPurpose, Store, UserRecord};
+use crate::domain::trusted_devices::TrustedDevicePolicy;
 
 pub use error::AuthError;
 
@@ -64,6 +66,8 @@ pub struct Settings {
     pub password_policy: PasswordPolicy,
     /// The failure budget.
     pub budget: BudgetPolicy,
+    /// Remembered devices.
+    pub trusted_devices: TrustedDevicePolicy,
 }
 
 /// The use-cases, over a store.

@@ -1,9 +1,20 @@
-//! The second-factor seam. Every second factor — today TOTP codes and
-//! recovery codes — is presented as a [`PresentedCode`], checked by
-//! [`AuthService::check_second_factor`] into a [`SecondFactorProof`], and that
-//! proof is spent by the store in the same transaction as whatever it
-//! authorises (a session, a step-up action). A new method joins by adding a
-//! variant to each of the three.
+//! The second-factor seam. A second factor comes one of two ways, and
+//! both end in a [`SecondFactorProof`] that the store spends in the same
+//! transaction as whatever it authorises (a session, a step-up action):
+//!
+//! - *answered*: presented to a login challenge or a step-up call as a
+//!   [`PresentedCode`] (TOTP codes, recovery codes) and checked by
+//!   [`AuthService::check_second_factor`];
+//! - *presented with the password*: a remembered device's token on Login,
+//!   recognised by `AuthService::recognise_device` (`trusted_devices`),
+//!   which lets Login skip the challenge.
+//!
+//! Whether a login still needs a second step, and which methods its
+//! challenge offers, is [`SecondFactorState::second_step_needed`] and
+//! [`SecondFactorState::challenge_methods`]. A new method joins by adding a
+//! variant where it applies: `PresentedCode` and its check for an answered
+//! factor, a recogniser for one presented with the password, and always a
+//! `SecondFactorProof` variant with its `spend` in the store.
 
 use zeroize::Zeroizing;
 
@@ -12,7 +23,7 @@ use crate::crypto::totp::{self, CodeMatch};
 use crate::domain::AuthService;
 use crate::domain::audit::{self, AuditEvent, Outcome};
 use crate::domain::error::AuthError;
-use crate::domain::ids::{RecoveryCodeId, UserId};
+use crate::domain::ids::{RecoveryCodeId, TrustedDeviceId, UserId};
 use crate::domain::store::{SecondFactorState, SecretPurpose, Store};
 
 /// A second factor as the client sent it, after its shape was checked.
@@ -68,6 +79,9 @@ pub enum SecondFactorProof {
     TotpStep(u64),
     /// This unused recovery code.
     RecoveryCode(RecoveryCodeId),
+    /// This live remembered device of the user. Not single-use: spending
+    /// it checks it is still live and records its use.
+    TrustedDevice(TrustedDeviceId),
 }
 
 impl SecondFactorProof {
@@ -76,6 +90,9 @@ impl SecondFactorProof {
         match self {
             Self::TotpStep(_) => vec!["pwd", "otp", "mfa"],
             Self::RecoveryCode(_) => vec!["pwd", "mfa", "recovery_code"],
+            // Not "mfa": no second factor was shown in this login; the
+            // device stands for one shown earlier.
+            Self::TrustedDevice(_) => vec!["pwd", "trusted_device"],
         }
     }
 
@@ -87,6 +104,9 @@ impl SecondFactorProof {
             }
             Self::RecoveryCode(_) => {
                 audit::record(AuditEvent::RecoveryCodeUsed, Outcome::Success, Some(user))
+            }
+            Self::TrustedDevice(_) => {
+                audit::record(AuditEvent::TrustedDeviceUsed, Outcome::Success, Some(user))
             }
         }
     }
@@ -122,6 +142,25 @@ impl PresentedCode {
     /// name need not be looked up before judging it.
     pub fn is_cheap(&self) -> bool {
         matches!(self, Self::Totp(_))
+    }
+}
+
+impl SecondFactorState {
+    /// Whether a correct password alone is not enough to sign in: the
+    /// account has a second factor, so Login answers with a challenge
+    /// unless a factor presented with the password stands in for it.
+    pub fn second_step_needed(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The methods a login challenge offers: `totp`, then `recovery_code`
+    /// while an unused one is left.
+    pub fn challenge_methods(&self) -> Vec<&'static str> {
+        let mut methods = vec!["totp"];
+        if self.unused_recovery_codes > 0 {
+            methods.push("recovery_code");
+        }
+        methods
     }
 }
 

@@ -45,6 +45,8 @@ pub struct AccountView {
     pub totp_enrollment_pending: bool,
     /// Whether the policy requires TOTP of this account.
     pub totp_required: bool,
+    /// Live remembered devices.
+    pub trusted_devices: u32,
 }
 
 impl<S: Store> AuthService<S> {
@@ -142,6 +144,7 @@ impl<S: Store> AuthService<S> {
             created_at: user.created_at,
             totp_enrollment_pending: factors.pending.is_some(),
             totp_required: self.settings.require_totp,
+            trusted_devices: factors.trusted_devices,
         })
     }
 

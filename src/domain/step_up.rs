@@ -39,14 +39,16 @@ struct Granted<S: Store> {
 /// What a step-up call changes, committed with the proof that allowed it.
 enum StepUpAction {
     /// Delete the TOTP secret, any pending secret and every recovery code,
-    /// and end the user's other sessions and open challenges.
+    /// revoke every remembered device, and end the user's other sessions and
+    /// open challenges.
     DisableTotp { keep: SessionId },
     /// Replace every recovery code.
     ReplaceRecoveryCodes { hashes: Vec<String> },
-    /// Set a new password hash and end the other sessions and open challenges.
+    /// Set a new password hash, revoke every remembered device, and end the
+    /// other sessions and open challenges.
     ChangePassword { hash: String, keep: SessionId },
-    /// Remove the user, everything that belongs to them, and the failure
-    /// budget of their name.
+    /// Revoke every remembered device; remove the user, everything that
+    /// belongs to them, and the failure budget of their name.
     DeleteAccount,
 }
 
@@ -58,6 +60,7 @@ impl StepUpAction {
             Self::DisableTotp { keep } => vec![
                 StepUpEffect::DeleteTotpSecrets,
                 StepUpEffect::ReplaceRecoveryCodes(Vec::new()),
+                StepUpEffect::RevokeTrustedDevices,
                 StepUpEffect::EndOtherSessions { keep },
             ],
             Self::ReplaceRecoveryCodes { hashes } => {
@@ -65,9 +68,15 @@ impl StepUpAction {
             }
             Self::ChangePassword { hash, keep } => vec![
                 StepUpEffect::SetPasswordHash(hash),
+                StepUpEffect::RevokeTrustedDevices,
                 StepUpEffect::EndOtherSessions { keep },
             ],
-            Self::DeleteAccount => vec![StepUpEffect::DeleteAccount],
+            // The devices would go with the user anyway (ON DELETE CASCADE);
+            // revoking them first is what counts them for the audit trail.
+            Self::DeleteAccount => vec![
+                StepUpEffect::RevokeTrustedDevices,
+                StepUpEffect::DeleteAccount,
+            ],
         }
     }
 }
@@ -166,19 +175,22 @@ impl<S: Store> AuthService<S> {
             )
             .await
         {
-            Ok(ended) => {
+            Ok(applied) => {
                 attempt.consumed();
                 if let Some(proof) = &proof {
                     proof.log_used(user.id);
                 }
-                if ended > 0 {
-                    audit::record_revoked(user.id, ended);
+                if applied.sessions_ended > 0 {
+                    audit::record_revoked(user.id, applied.sessions_ended);
+                }
+                if applied.devices_revoked > 0 {
+                    audit::record_devices_revoked(user.id, applied.devices_revoked);
                 }
                 Ok(user.id)
             }
-            Err(CompletionError::StepUsed | CompletionError::CodeUsed) => {
-                Err(attempt.fail(FailureKind::SecondFactor).await)
-            }
+            Err(
+                CompletionError::StepUsed | CompletionError::CodeUsed | CompletionError::DeviceGone,
+            ) => Err(attempt.fail(FailureKind::SecondFactor).await),
             Err(other) => Err(other.into()),
         }
     }

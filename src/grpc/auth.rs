@@ -46,6 +46,16 @@ impl From<IssuedSession> for pb::Session {
     }
 }
 
+/// The device token remembered with `session`, for its response field
+/// (empty when none was remembered).
+fn device_token(session: &mut IssuedSession) -> String {
+    session
+        .device_token
+        .take()
+        .map(|t| t.expose_secret().to_owned())
+        .unwrap_or_default()
+}
+
 /// The session token from `authorization: Bearer <token>`: exactly one
 /// value, scheme case-insensitive. `None` for anything else.
 fn bearer<T>(request: &Request<T>) -> Option<String> {
@@ -113,7 +123,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         let req = request.into_inner();
         let outcome = self
             .service
-            .login(&req.username, &req.password, client)
+            .login(&req.username, &req.password, &req.device_token, client)
             .await;
         reply(outcome.map(|outcome| pb::LoginResponse {
             outcome: Some(match outcome {
@@ -161,6 +171,8 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                 "purpose",
                 "purpose is required",
             )),
+            // Confirming an enrolment completes no login, so there is no
+            // device to remember: remember_device is ignored.
             Some(Purpose::ConfirmEnrollment(())) => reply(
                 self.service
                     .confirm_totp(token.as_deref(), &req.code)
@@ -173,12 +185,15 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
             ),
             Some(Purpose::ChallengeToken(challenge)) => reply(
                 self.service
-                    .verify_challenge_totp(&challenge, &req.code, client)
+                    .verify_challenge_totp(&challenge, &req.code, req.remember_device, client)
                     .await
-                    .map(|s| pb::VerifyTotpResponse {
-                        session: Some(s.into()),
-                        recovery_codes: Vec::new(),
-                        device_token: String::new(),
+                    .map(|mut s| {
+                        let device_token = device_token(&mut s);
+                        pb::VerifyTotpResponse {
+                            session: Some(s.into()),
+                            recovery_codes: Vec::new(),
+                            device_token,
+                        }
                     }),
             ),
         }
@@ -192,12 +207,15 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         let req = request.into_inner();
         reply(
             self.service
-                .use_recovery_code(&req.challenge_token, &req.code, client)
+                .use_recovery_code(&req.challenge_token, &req.code, req.remember_device, client)
                 .await
-                .map(|(session, remaining)| pb::UseRecoveryCodeResponse {
-                    session: Some(session.into()),
-                    remaining_recovery_codes: remaining,
-                    device_token: String::new(),
+                .map(|(mut session, remaining)| {
+                    let device_token = device_token(&mut session);
+                    pb::UseRecoveryCodeResponse {
+                        session: Some(session.into()),
+                        remaining_recovery_codes: remaining,
+                        device_token,
+                    }
                 }),
         )
     }
@@ -283,7 +301,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                     remaining_recovery_codes: a.remaining_recovery_codes,
                     created_at: Some(timestamp(a.created_at)),
                     totp_enrollment_pending: a.totp_enrollment_pending,
-                    trusted_devices: 0,
+                    trusted_devices: a.trusted_devices,
                     totp_required: a.totp_required,
                 }),
         )
@@ -316,16 +334,23 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    // Pending (issues 15 and 16): the wire is fixed first so the work can
-    // proceed in parallel; these answer UNIMPLEMENTED until then.
     async fn forget_trusted_devices(
         &self,
-        _request: Request<pb::ForgetTrustedDevicesRequest>,
+        request: Request<pb::ForgetTrustedDevicesRequest>,
     ) -> RpcResult<pb::ForgetTrustedDevicesResponse> {
-        Err(Status::unimplemented(
-            "ForgetTrustedDevices is not implemented yet",
-        ))
+        let token = bearer(&request);
+        reply(
+            self.service
+                .forget_trusted_devices(token.as_deref())
+                .await
+                .map(|revoked| pb::ForgetTrustedDevicesResponse {
+                    revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+                }),
+        )
     }
+
+    // Pending (issue 16): the wire is fixed first so the work can proceed
+    // in parallel; these answer UNIMPLEMENTED until then.
 
     async fn issue_access_token(
         &self,

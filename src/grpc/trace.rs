@@ -148,6 +148,12 @@ impl State {
                     i64::try_from(count).unwrap_or(i64::MAX),
                 ));
             }
+            if let Some(count) = record.devices_revoked {
+                attributes.push(KeyValue::new(
+                    "warden.trusted_devices_revoked",
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                ));
+            }
             let mut span = audit
                 .tracer()
                 .span_builder(name)

@@ -643,3 +643,73 @@ async fn audit_spans_are_kept_with_the_sampler_always_off() {
     let spans = audited_under("01", &[("OTEL_TRACES_SAMPLER", "always_off")]).await;
     assert_audit_kept_rpc_dropped(&spans);
 }
+
+#[tokio::test]
+async fn trusted_device_events_are_audit_spans_with_the_user_and_the_count() {
+    let mut server =
+        TestServer::start_with(|c| c.telemetry.otlp_endpoint = Some(collector().url())).await;
+    let trace = CallerTrace::new();
+    let who = crate::devices::enrolled(&mut server, "dev-audit").await;
+    let mut client = trace.client(server.channel().await);
+
+    server.clock.advance(Duration::from_secs(30));
+    let first = challenge(&mut client, "dev-audit").await;
+    let remembered = client
+        .verify_totp(pb::VerifyTotpRequest {
+            code: independent_totp(&who.secret, server.now()),
+            purpose: Some(pb::verify_totp_request::Purpose::ChallengeToken(first)),
+            remember_device: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .login(crate::devices::with_device(
+            "dev-audit",
+            PASSWORD,
+            &remembered.device_token,
+        ))
+        .await
+        .unwrap();
+    client
+        .forget_trusted_devices(with_bearer(
+            pb::ForgetTrustedDevicesRequest {},
+            &who.session,
+        ))
+        .await
+        .unwrap();
+    let expected = [
+        "trusted_device.remembered",
+        "trusted_device.used",
+        "trusted_devices.revoked",
+    ];
+    let spans = spans_until(&trace.trace_id, |spans| {
+        expected.iter().all(|e| spans.iter().any(|s| s.name == *e))
+    })
+    .await;
+
+    for event in expected {
+        let span = spans
+            .iter()
+            .find(|s| s.name == event)
+            .unwrap_or_else(|| panic!("missing {event}"));
+        assert_eq!(span.attributes["warden.event"], event);
+        assert_eq!(span.attributes["warden.outcome"], "success");
+        assert_eq!(span.attributes["enduser.id"], who.user_id, "{event}");
+    }
+    let revoked = spans
+        .iter()
+        .find(|s| s.name == "trusted_devices.revoked")
+        .unwrap();
+    assert_eq!(revoked.attributes["warden.trusted_devices_revoked"], "1");
+    let logins: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "login.succeeded")
+        .collect();
+    assert_eq!(
+        logins.len(),
+        2,
+        "the remembering login and the device login"
+    );
+    server.stop().await;
+}

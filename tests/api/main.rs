@@ -9,6 +9,8 @@ mod budget;
 mod budget_gate;
 mod commands;
 mod dev_keys;
+mod device_races;
+mod devices;
 mod fuzz;
 mod hash_timing;
 mod health;

@@ -315,14 +315,49 @@ async fn exercise(
         .use_recovery_code(recover(wrong_recovery))
         .await
         .unwrap_err();
-    let third = client
-        .use_recovery_code(recover(&codes[0].to_lowercase()))
+    let remembered = client
+        .use_recovery_code(pb::UseRecoveryCodeRequest {
+            remember_device: true,
+            ..recover(&codes[0].to_lowercase())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let third = remembered.session.unwrap();
+    secrets.token("session token", &third.token);
+    secrets.token("device token", &remembered.device_token);
+
+    // A remembered device, with a wrong password and then the right one.
+    let with_device = |password: &str| pb::LoginRequest {
+        username: name.into(),
+        password: password.into(),
+        device_token: remembered.device_token.clone(),
+    };
+    client.login(with_device(&wrong[0])).await.unwrap_err();
+    let Some(Outcome::Session(by_device)) = client
+        .login(with_device(&password))
         .await
         .unwrap()
         .into_inner()
-        .session
+        .outcome
+    else {
+        panic!("the remembered device skips the challenge")
+    };
+    secrets.token("session token", &by_device.token);
+    client
+        .forget_trusted_devices(bearer(pb::ForgetTrustedDevicesRequest {}, &by_device.token))
+        .await
         .unwrap();
-    secrets.token("session token", &third.token);
+    let Some(Outcome::MfaRequired(forgotten)) = client
+        .login(with_device(&password))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    else {
+        panic!("a forgotten device is ignored")
+    };
+    secrets.token("challenge token", &forgotten.challenge_token);
 
     // Step-up calls, wrong and right.
     let new_codes = client

@@ -83,6 +83,8 @@ REFUSED: dict[str, dict] = {
     "WARDEN_LISTEN in config": {"config": {"WARDEN_LISTEN": "0.0.0.0:1"}},
     "WARDEN_TLS_CERT_FILE in config": {"config": {"WARDEN_TLS_CERT_FILE": "/x"}},
     "hash concurrency 0": {"hashing": {"concurrency": 0}},
+    "no trusted devices per user": {"trustedDevices": {"maxPerUser": 0}},
+    "WARDEN_TRUSTED_DEVICE_TTL_SECS in config": {"config": {"WARDEN_TRUSTED_DEVICE_TTL_SECS": "60"}},
     "cert-manager without issuer": {"tls": {"enabled": True, "certManager": {"enabled": True}}},
     "ingress without hosts": {"ingress": {"enabled": True}},
 }

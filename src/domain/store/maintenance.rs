@@ -34,10 +34,11 @@ pub trait MaintenanceStore: Send + Sync {
         new: &Sealed,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Deletes up to `batch` expired sessions (absolute end, or last used
-    /// before `idle_cutoff`), challenges, pending secrets and budget
-    /// reservations whose lease ended, and budget rows not locked, at lock
-    /// level 0 (a raised level is reset only by a completed login) and
-    /// untouched since `budget_cutoff`; returns how many rows went.
+    /// before `idle_cutoff`), challenges, pending secrets, remembered
+    /// devices past their end, budget reservations whose lease ended, and
+    /// budget rows not locked, at lock level 0 (a raised level is reset only
+    /// by a completed login) and untouched since `budget_cutoff`; returns
+    /// how many rows went.
     fn purge_expired(
         &self,
         now: OffsetDateTime,

@@ -1,6 +1,6 @@
 //! The storage ports: what the use-cases need from persistence, one trait
-//! per aggregate (users, sessions, challenges, second factors, step-up
-//! effects, the failure budget, maintenance), each beside its records and
+//! per aggregate (users, sessions, challenges, second factors, trusted
+//! devices, step-up effects, the failure budget, maintenance), each beside its records and
 //! composed into [`Store`]. Each method is atomic on its own; methods that
 //! change several rows run them in one transaction and make every single-use
 //! rule a conditional write, so the rules hold across replicas and restarts.
@@ -11,6 +11,7 @@ mod maintenance;
 mod second_factors;
 mod sessions;
 mod step_up;
+mod trusted_devices;
 mod users;
 
 pub use budget::*;
@@ -19,6 +20,7 @@ pub use maintenance::*;
 pub use second_factors::*;
 pub use sessions::*;
 pub use step_up::*;
+pub use trusted_devices::*;
 pub use users::*;
 
 /// Why a storage call failed.
@@ -50,6 +52,9 @@ pub enum CompletionError {
     /// The recovery code was used meanwhile.
     #[error("recovery code already used")]
     CodeUsed,
+    /// The remembered device was revoked or expired meanwhile.
+    #[error("trusted device gone")]
+    DeviceGone,
     /// A pending enrolment was replaced, confirmed or expired meanwhile.
     #[error("pending secret gone")]
     PendingGone,
@@ -72,6 +77,7 @@ pub trait Store:
     + SessionStore
     + ChallengeStore
     + SecondFactorStore
+    + TrustedDeviceStore
     + StepUpStore
     + FailureBudgetStore
     + MaintenanceStore
@@ -87,6 +93,7 @@ impl<T> Store for T where
         + SessionStore
         + ChallengeStore
         + SecondFactorStore
+        + TrustedDeviceStore
         + StepUpStore
         + FailureBudgetStore
         + MaintenanceStore

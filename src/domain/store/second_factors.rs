@@ -1,5 +1,6 @@
 //! The second-factor aggregate: TOTP secrets (active and pending), the
-//! last accepted time step, and recovery codes.
+//! last accepted time step, recovery codes, and how many remembered devices
+//! are live.
 
 use std::future::Future;
 
@@ -38,7 +39,7 @@ impl SecretPurpose {
     }
 }
 
-/// The TOTP state of one user.
+/// The second-factor state of one user.
 #[derive(Debug, Clone, Default)]
 pub struct SecondFactorState {
     /// The active secret, when TOTP is enabled.
@@ -49,6 +50,8 @@ pub struct SecondFactorState {
     pub last_step: Option<u64>,
     /// Unused recovery codes.
     pub unused_recovery_codes: u32,
+    /// Live (unexpired, unrevoked) remembered devices.
+    pub trusted_devices: u32,
 }
 
 /// A TOTP enrolment being confirmed, applied in one transaction.
@@ -72,7 +75,7 @@ pub struct TotpConfirmation<'a> {
 
 /// TOTP enrolment and recovery codes.
 pub trait SecondFactorStore: Send + Sync {
-    /// The user's TOTP state as of `now`.
+    /// The user's second-factor state as of `now`.
     fn second_factor(
         &self,
         user: UserId,

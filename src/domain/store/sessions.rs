@@ -5,7 +5,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use super::{CompletionError, SettledAttempt, StoreResult};
+use super::{CompletionError, NewTrustedDevice, SettledAttempt, StoreResult};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::{ChallengeId, SessionId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
@@ -37,6 +37,10 @@ pub struct NewSession {
     pub amr: Vec<String>,
     /// Caller details.
     pub client: ClientInfo,
+    /// A device remembered with this session: stored in the same
+    /// transaction, so there is never a device without its session nor a
+    /// session whose device was lost.
+    pub remember: Option<NewTrustedDevice>,
 }
 
 /// A stored session with its owner's name.
@@ -82,6 +86,15 @@ pub enum LoginProof {
         /// The PHC string the password was verified against.
         verified_hash: String,
     },
+    /// A password together with a second factor presented with it (a
+    /// remembered device at Login): the hash is checked as for `Password`
+    /// and the factor is spent with the session.
+    PasswordAnd {
+        /// The PHC string the password was verified against.
+        verified_hash: String,
+        /// The factor presented with the password.
+        proof: SecondFactorProof,
+    },
     /// A second factor answered challenge `challenge`.
     SecondFactor {
         /// The challenge being completed.
@@ -93,9 +106,11 @@ pub enum LoginProof {
 
 /// Sessions: issued atomically with the proof that earned them.
 pub trait SessionStore: Send + Sync {
-    /// In one transaction: checks and spends `proof`, stores the session,
-    /// ends the oldest sessions beyond `max_sessions` (serialised per user,
-    /// so the cap holds under concurrent logins), records the login, removes
+    /// In one transaction: checks and spends `proof`, stores the session
+    /// (and the device it remembers, ending the oldest devices beyond that
+    /// device's cap), ends the oldest sessions beyond `max_sessions`
+    /// (serialised per user, so the caps hold under concurrent logins),
+    /// records the login, removes
     /// the attempt's reservation and resets its name's failure budget and
     /// lock level.
     fn complete_login(

@@ -20,6 +20,8 @@ pub enum StepUpEffect {
     ReplaceRecoveryCodes(Vec<String>),
     /// Set a new password hash (and the time it changed).
     SetPasswordHash(String),
+    /// Revoke every remembered device of the user.
+    RevokeTrustedDevices,
     /// End every session of the user but `keep`, and every open challenge.
     EndOtherSessions {
         /// The caller's session, which survives.
@@ -30,11 +32,20 @@ pub enum StepUpEffect {
     DeleteAccount,
 }
 
+/// What applying step-up effects ended, for the audit trail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepUpApplied {
+    /// Sessions ended.
+    pub sessions_ended: u64,
+    /// Live remembered devices revoked.
+    pub devices_revoked: u64,
+}
+
 /// Applies step-up effects.
 pub trait StepUpStore: Send + Sync {
     /// In one transaction: spends `proof` (if any), applies `effects` and
     /// removes the attempt's reservation (the credentials were right);
-    /// returns how many sessions it ended.
+    /// returns what it ended.
     fn commit_step_up(
         &self,
         user: UserId,
@@ -42,5 +53,5 @@ pub trait StepUpStore: Send + Sync {
         effects: &[StepUpEffect],
         attempt: AttemptId,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, CompletionError>> + Send;
+    ) -> impl Future<Output = Result<StepUpApplied, CompletionError>> + Send;
 }

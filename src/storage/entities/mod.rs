@@ -7,4 +7,5 @@ pub mod login_challenges;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod totp_secrets;
+pub mod trusted_devices;
 pub mod users;

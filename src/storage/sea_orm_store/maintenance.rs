@@ -9,7 +9,7 @@ use crate::crypto::keyring::Sealed;
 use crate::domain::ids::UserId;
 use crate::domain::store::{MaintenanceStore, SecretPurpose, StoreResult, StoredSecret};
 use crate::storage::entities::{
-    budget_reservations, failure_budgets, login_challenges, sessions, totp_secrets,
+    budget_reservations, failure_budgets, login_challenges, sessions, totp_secrets, trusted_devices,
 };
 
 impl SeaOrmStore {
@@ -117,8 +117,20 @@ impl MaintenanceStore for SeaOrmStore {
             .all(&self.db)
             .await
             .map_err(db_error("find expired challenges"))?;
+        let devices: Vec<String> = trusted_devices::Entity::find()
+            .select_only()
+            .column(trusted_devices::Column::Id)
+            .filter(trusted_devices::Column::ExpiresAt.lte(now))
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error("find expired devices"))?;
         let mut purged = self
             .delete_ids::<sessions::Entity, _>(sessions, sessions::Column::Id)
+            .await?;
+        purged += self
+            .delete_ids::<trusted_devices::Entity, _>(devices, trusted_devices::Column::Id)
             .await?;
         purged += self
             .delete_ids::<login_challenges::Entity, _>(challenges, login_challenges::Column::Id)

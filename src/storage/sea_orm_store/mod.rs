@@ -14,6 +14,7 @@ mod maintenance;
 mod second_factors;
 mod sessions;
 mod step_up;
+mod trusted_devices;
 mod users;
 
 use std::sync::Arc;

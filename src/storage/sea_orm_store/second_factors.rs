@@ -68,6 +68,7 @@ impl SeaOrmStore {
                     Err(CompletionError::CodeUsed)
                 }
             }
+            SecondFactorProof::TrustedDevice(id) => Self::use_device(tx, user, *id, now).await,
         }
     }
 
@@ -113,9 +114,9 @@ impl SecondFactorStore for SeaOrmStore {
             .all(&self.db)
             .await
             .map_err(db_error("read TOTP secrets"))?;
-        // The last step and the unused codes in one read: the second step of
-        // every two-factor login asks for both.
-        let (last_step, unused): (Option<i64>, i64) = users::Entity::find_by_id(id)
+        // The last step, the unused codes and the live devices in one read:
+        // the second step of every two-factor login asks for them.
+        let (last_step, unused, devices): (Option<i64>, i64, i64) = users::Entity::find_by_id(id)
             .select_only()
             .column(users::Column::TotpLastStep)
             .column_as(
@@ -125,14 +126,26 @@ impl SecondFactorStore for SeaOrmStore {
                 ),
                 "unused",
             )
+            .column_as(
+                // `now` is an integer the server computed, never input, so
+                // writing it into the SQL cannot inject anything.
+                Expr::cust(format!(
+                    "(SELECT COUNT(*) FROM trusted_devices \
+                     WHERE trusted_devices.user_id = users.id \
+                     AND trusted_devices.expires_at > {})",
+                    ms(now)
+                )),
+                "devices",
+            )
             .into_tuple()
             .one(&self.db)
             .await
-            .map_err(db_error("read TOTP step and recovery codes"))?
-            .unwrap_or((None, 0));
+            .map_err(db_error("read TOTP step, recovery codes and devices"))?
+            .unwrap_or((None, 0, 0));
         let mut state = SecondFactorState {
             last_step: last_step.and_then(|s| u64::try_from(s).ok()),
             unused_recovery_codes: u32::try_from(unused).unwrap_or(u32::MAX),
+            trusted_devices: u32::try_from(devices).unwrap_or(u32::MAX),
             ..Default::default()
         };
         for row in secrets {

@@ -92,7 +92,8 @@ impl SessionStore for SeaOrmStore {
         let user = session.user_id.to_string();
         let tx = self.begin_write().await?;
         let verified_hash = match proof {
-            LoginProof::Password { verified_hash } => Some(verified_hash.as_str()),
+            LoginProof::Password { verified_hash }
+            | LoginProof::PasswordAnd { verified_hash, .. } => Some(verified_hash.as_str()),
             LoginProof::SecondFactor { .. } => None,
         };
         Self::lock_user(&tx, &user, verified_hash, now).await?;
@@ -108,6 +109,9 @@ impl SessionStore for SeaOrmStore {
         }
         match proof {
             LoginProof::Password { .. } => {}
+            LoginProof::PasswordAnd { proof, .. } => {
+                Self::spend(&tx, session.user_id, proof, now).await?;
+            }
             LoginProof::SecondFactor { challenge, proof } => {
                 let used = login_challenges::Entity::delete_many()
                     .filter(login_challenges::Column::Id.eq(challenge.to_string()))
@@ -139,6 +143,9 @@ impl SessionStore for SeaOrmStore {
             .await
             .map_err(db_error("insert session"))?;
         Self::evict_oldest(&tx, &user, max_sessions).await?;
+        if let Some(device) = &session.remember {
+            Self::remember_device(&tx, &user, device, now).await?;
+        }
         if attempt.gate.is_none() {
             Self::remove_reservation(&tx, attempt.attempt).await?;
         }

@@ -10,29 +10,37 @@ use time::OffsetDateTime;
 use super::{SeaOrmStore, db_error, ms};
 use crate::domain::ids::{AttemptId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
-use crate::domain::store::{CompletionError, StepUpEffect, StepUpStore, StoreResult};
+use crate::domain::store::{
+    CompletionError, StepUpApplied, StepUpEffect, StepUpStore, StoreResult,
+};
 use crate::storage::entities::{failure_budgets, sessions, totp_secrets, users};
 
 impl SeaOrmStore {
-    /// Applies one effect inside `tx`; returns how many sessions it ended.
+    /// Applies one effect inside `tx`; returns what it ended.
     async fn apply(
         tx: &DatabaseTransaction,
         id: &str,
         effect: &StepUpEffect,
         now: i64,
-    ) -> StoreResult<u64> {
-        match effect {
+    ) -> StoreResult<StepUpApplied> {
+        let sessions_ended = match effect {
             StepUpEffect::DeleteTotpSecrets => {
                 totp_secrets::Entity::delete_many()
                     .filter(totp_secrets::Column::UserId.eq(id))
                     .exec(tx)
                     .await
                     .map_err(db_error("delete TOTP secrets"))?;
-                Ok(0)
+                0
             }
             StepUpEffect::ReplaceRecoveryCodes(hashes) => {
                 Self::put_recovery_codes(tx, id, hashes, now).await?;
-                Ok(0)
+                0
+            }
+            StepUpEffect::RevokeTrustedDevices => {
+                return Ok(StepUpApplied {
+                    sessions_ended: 0,
+                    devices_revoked: Self::revoke_devices(tx, id, now).await?,
+                });
             }
             StepUpEffect::SetPasswordHash(hash) => {
                 users::Entity::update_many()
@@ -42,10 +50,10 @@ impl SeaOrmStore {
                     .exec(tx)
                     .await
                     .map_err(db_error("change password"))?;
-                Ok(0)
+                0
             }
             StepUpEffect::EndOtherSessions { keep } => {
-                Self::end_other_sessions(tx, id, *keep).await
+                Self::end_other_sessions(tx, id, *keep).await?
             }
             StepUpEffect::DeleteAccount => {
                 let name: Option<String> = users::Entity::find_by_id(id.to_owned())
@@ -71,9 +79,13 @@ impl SeaOrmStore {
                         .await
                         .map_err(db_error("delete failure budget"))?;
                 }
-                Ok(ended)
+                ended
             }
-        }
+        };
+        Ok(StepUpApplied {
+            sessions_ended,
+            devices_revoked: 0,
+        })
     }
 }
 
@@ -85,7 +97,7 @@ impl StepUpStore for SeaOrmStore {
         effects: &[StepUpEffect],
         attempt: AttemptId,
         now: OffsetDateTime,
-    ) -> Result<u64, CompletionError> {
+    ) -> Result<StepUpApplied, CompletionError> {
         let now = ms(now);
         let id = user.to_string();
         let tx = self.begin_write().await?;
@@ -94,11 +106,13 @@ impl StepUpStore for SeaOrmStore {
         if let Some(proof) = proof {
             Self::spend(&tx, user, proof, now).await?;
         }
-        let mut ended = 0;
+        let mut total = StepUpApplied::default();
         for effect in effects {
-            ended += Self::apply(&tx, &id, effect, now).await?;
+            let applied = Self::apply(&tx, &id, effect, now).await?;
+            total.sessions_ended += applied.sessions_ended;
+            total.devices_revoked += applied.devices_revoked;
         }
         Self::commit(tx).await?;
-        Ok(ended)
+        Ok(total)
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod devices;
 mod single_use;
 
 use time::{Duration, OffsetDateTime};
@@ -78,6 +79,7 @@ fn session(user: UserId) -> NewSession {
         expires_at: t0() + Duration::DAY,
         amr: vec!["pwd".into()],
         client: ClientInfo::default(),
+        remember: None,
     }
 }
 
