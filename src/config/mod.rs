@@ -7,6 +7,7 @@
 //! nothing of the layers it configures: assembly (`app`) builds their
 //! settings from these groups.
 
+mod admin;
 mod credentials;
 mod database;
 mod hashing;
@@ -20,6 +21,7 @@ mod telemetry;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+pub use admin::AdminSettings;
 pub use credentials::{PasswordSettings, TotpSettings};
 pub use database::DatabaseSettings;
 pub use hashing::{HashingSettings, cpu_limit};
@@ -86,6 +88,9 @@ pub struct Config {
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    /// The operator API's listener and token.
+    #[command(flatten)]
+    pub admin: AdminSettings,
 }
 
 /// A setting that makes no sense; the message names it by its `WARDEN_*` name.
@@ -146,6 +151,7 @@ impl Config {
         self.passwords.validate()?;
         self.hashing.validate()?;
         self.rate_limits.validate()?;
+        self.admin.validate()?;
         self.keys.validate()
     }
 }

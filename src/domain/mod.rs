@@ -3,11 +3,13 @@
 //!
 //! [`AuthService`] is defined here and each use-case adds its methods in a
 //! module of its own: [`register`], [`login`], [`sessions`], [`enrollment`]
-//! (TOTP), [`challenge`] (the second step of a login), [`step_up`] and
-//! [`maintenance`]. [`second_factor`] is the seam every second factor plugs
-//! into, [`budget`] the failure budget every credential check goes through,
-//! and [`store`] the storage ports.
+//! (TOTP), [`challenge`] (the second step of a login), [`step_up`],
+//! [`maintenance`] and [`admin`] (the operator's calls). [`second_factor`]
+//! is the seam every second factor plugs into, [`budget`] the failure
+//! budget every credential check goes through, and [`store`] the storage
+//! ports.
 
+pub mod admin;
 pub mod audit;
 pub mod budget;
 pub mod challenge;

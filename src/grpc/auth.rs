@@ -284,7 +284,7 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
                     created_at: Some(timestamp(a.created_at)),
                     totp_enrollment_pending: a.totp_enrollment_pending,
                     trusted_devices: 0,
-                    totp_required: false,
+                    totp_required: a.totp_required,
                 }),
         )
     }

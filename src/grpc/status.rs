@@ -110,6 +110,11 @@ impl From<AuthError> for Status {
                 "TOTP_NOT_ENABLED",
                 "TOTP is not enabled",
             ),
+            AuthError::TotpEnrollmentRequired => with_reason(
+                Code::PermissionDenied,
+                "TOTP_ENROLLMENT_REQUIRED",
+                "TOTP enrolment is required before this call",
+            ),
             AuthError::AccountLocked { retry_after } => with_retry(
                 Code::ResourceExhausted,
                 "ACCOUNT_LOCKED",

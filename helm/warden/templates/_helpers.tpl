@@ -73,7 +73,7 @@ Name of the Secret holding the sensitive settings.
 Settings the chart sets itself and refuses in .Values.config.
 */}}
 {{- define "warden.ownedEnv" -}}
-{{- list "WARDEN_LISTEN" "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB" "WARDEN_MIGRATE_ON_START" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" "WARDEN_TLS_CLIENT_CA_FILE" "WARDEN_HEALTH_LISTEN" "WARDEN_HTTP_LISTEN" | toJson -}}
+{{- list "WARDEN_LISTEN" "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB" "WARDEN_MIGRATE_ON_START" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" "WARDEN_TLS_CLIENT_CA_FILE" "WARDEN_HEALTH_LISTEN" "WARDEN_HTTP_LISTEN" "WARDEN_REQUIRE_TOTP" | toJson -}}
 {{- end }}
 
 {{/*
@@ -99,10 +99,12 @@ Environment shared by the server, the migration init container and the Job.
   value: {{ include "warden.hashConcurrency" . | quote }}
 - name: WARDEN_ARGON2_MEMORY_KIB
   value: {{ .Values.hashing.argon2MemoryKib | int | quote }}
+- name: WARDEN_REQUIRE_TOTP
+  value: {{ .Values.policy.requireTotp | quote }}
 {{- $owned := include "warden.ownedEnv" . | fromJsonArray }}
 {{- range $name, $value := .Values.config }}
 {{- if has $name $owned }}
-{{- fail (printf "%s is set by the chart (see values.yaml: hashing, migrations, tls, health, metrics); do not set it in config" $name) }}
+{{- fail (printf "%s is set by the chart (see values.yaml: hashing, migrations, tls, health, metrics, policy); do not set it in config" $name) }}
 {{- end }}
 - name: {{ $name }}
   value: {{ $value | quote }}
