@@ -20,7 +20,6 @@ pub(super) fn settings(config: &Config) -> Settings {
         max_sessions_per_user: config.sessions.max_per_user,
         totp_issuer: config.totp.issuer.clone(),
         totp_skew: u64::from(config.totp.skew),
-        require_totp: config.totp.require,
         password_policy: PasswordPolicy {
             min_chars: config.passwords.min_length,
         },

@@ -110,17 +110,25 @@ impl From<AuthError> for Status {
                 "TOTP_NOT_ENABLED",
                 "TOTP is not enabled",
             ),
-            AuthError::TotpEnrollmentRequired => with_reason(
-                Code::PermissionDenied,
-                "TOTP_ENROLLMENT_REQUIRED",
-                "TOTP enrolment is required before this call",
-            ),
             AuthError::AccountLocked { retry_after } => with_retry(
                 Code::ResourceExhausted,
                 "ACCOUNT_LOCKED",
                 "too many failed attempts; try later",
                 Some(retry_after),
             ),
+            AuthError::AdminUnauthenticated => with_reason(
+                Code::Unauthenticated,
+                "ADMIN_UNAUTHENTICATED",
+                "admin token missing or wrong",
+            ),
+            // The contract's one NOT_FOUND reason covers unknown user and
+            // session ids alike; the message tells them apart.
+            AuthError::UserNotFound => {
+                with_reason(Code::NotFound, "USER_NOT_FOUND", "user not found")
+            }
+            AuthError::SessionNotFound => {
+                with_reason(Code::NotFound, "USER_NOT_FOUND", "session not found")
+            }
             AuthError::Overloaded => with_retry(
                 Code::Unavailable,
                 "OVERLOADED",
