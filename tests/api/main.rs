@@ -4,9 +4,12 @@
 
 mod abuse;
 mod accounts;
+mod admin;
+mod admin_audit;
+mod admin_races;
+mod admin_users;
 mod audit;
 mod budget;
-mod budget_gate;
 mod commands;
 mod dev_keys;
 mod fuzz;
@@ -21,7 +24,6 @@ mod outage;
 mod rate_limits;
 mod recovery;
 mod replicas;
-mod required_totp;
 mod secrets;
 mod sessions;
 mod settings;
