@@ -5,9 +5,11 @@
 
 Takes the first ```sh block of README.md's "Walkthrough with grpcurl"
 section and those of its subsections in CHAINED (enrolment, the two-step
-login, remembering a device), starts the server on 127.0.0.1:0 with a fresh SQLite database in a
-temporary directory (reading the `address=HOST:PORT` it logs), points the
-block's `S=` line at it, runs every command of the block in one bash (so
+login, remembering a device), starts the server on 127.0.0.1:0 with a fresh
+SQLite database in a temporary directory and the admin listener on (reading
+the `address=HOST:PORT` of each listener from its log, and writing the
+`admin-token` file the block reads), points the block's `S=` and `A=` lines
+at them, runs every command of the block in one bash (so
 TOKEN=$(…) carries over, as for a reader) and checks each command's exit
 code and output against EXPECTED below, in order. A command in the README
 without an expectation here, or an expectation without its command, fails:
@@ -45,6 +47,7 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 # grpcurl exits 64 + the gRPC status code when a call fails.
 UNAUTHENTICATED = 16
+RESOURCE_EXHAUSTED = 8
 
 STATE: dict[str, str] = {}
 
@@ -104,6 +107,7 @@ def check_list(r):
     services = set(r.out.split())
     for name in ("warden.v1.AuthService", "grpc.health.v1.Health"):
         expect(name in services, f"{name} not listed: {sorted(services)}")
+    expect("warden.v1.AdminService" not in services, f"the main listener lists the admin service: {sorted(services)}")
     expect(any(s.startswith("grpc.reflection.") for s in services), f"no reflection service listed: {sorted(services)}")
 
 
@@ -202,6 +206,49 @@ def check_forgotten(r):
     expect("mfaRequired" in body and "session" not in body, f"Login with a forgotten device: {body}")
 
 
+def check_more_wrong_passwords(r):
+    # A loop's exit code is its last command's.
+    expect(r.rc == 64 + UNAUTHENTICATED, f"exit code {r.rc}, expected {64 + UNAUTHENTICATED}")
+    infos = error_infos(r.err)
+    expect(infos == [("INVALID_CREDENTIALS", "warden")] * 4, f"ErrorInfos {infos}, expected 4 × INVALID_CREDENTIALS")
+
+
+def check_locked(r):
+    failed_with(r, "ResourceExhausted", RESOURCE_EXHAUSTED, "ACCOUNT_LOCKED")
+
+
+def check_assign_a(r):
+    expect(r.rc == 0, "A= failed")
+
+
+def check_assign_admin(r):
+    expect(r.rc == 0 and r.var.startswith("authorization: Bearer ") and len(r.var) > 60, "ADMIN= does not hold the token")
+
+
+def check_admin_list(r):
+    expect(r.rc == 0, f"exit code {r.rc}: {r.err.strip()}")
+    services = set(r.out.split())
+    expect("warden.v1.AdminService" in services, f"AdminService not listed: {sorted(services)}")
+    expect("warden.v1.AuthService" not in services, f"the admin listener lists AuthService: {sorted(services)}")
+
+
+def check_admin_user_id(r):
+    expect(r.rc == 0, f"exit code {r.rc}: {r.err.strip()}")
+    expect(r.var == STATE["user_id"], f"USER_ID is {r.var!r}, expected alice's id {STATE['user_id']!r}")
+
+
+def check_unlock(r):
+    body = ok_json(r)
+    expect(body.get("userId") == STATE["user_id"] and body.get("username") == "alice", f"UnlockUser: {body}")
+    expect("lockedUntil" not in body, f"still locked after UnlockUser: {body}")
+
+
+def check_login_after_unlock(r):
+    body = ok_json(r)
+    session = body.get("session", {})
+    expect(bool(TOKEN.match(session.get("token", ""))), f"Login after unlock: {body}")
+
+
 # (what the command must look like, what it must do), in README order.
 EXPECTED = [
     (r"^S=\S+$", check_assign_s),
@@ -214,6 +261,14 @@ EXPECTED = [
     (r'"password":"not the password".*AuthService/Login$', check_wrong_password),
     (r"Bearer \$TOKEN\" \$S warden\.v1\.AuthService/Logout$", check_logout),
     (r"AuthService/ValidateSession$", check_revoked),
+    (r'^for i in 1 2 3 4; do grpcurl .*"password":"not the password".*AuthService/Login; done$', check_more_wrong_passwords),
+    (r'"password":"correct horse battery staple".*\$S warden\.v1\.AuthService/Login$', check_locked),
+    (r"^A=\S+$", check_assign_a),
+    (r'^ADMIN="authorization: Bearer \$\(cat admin-token\)"$', check_assign_admin),
+    (r'^grpcurl -plaintext -H "\$ADMIN" \$A list$', check_admin_list),
+    (r'^USER_ID=\$\(grpcurl .*"username":"alice".*AdminService/GetUser \| jq -r \.userId\)$', check_admin_user_id),
+    (r"AdminService/UnlockUser$", check_unlock),
+    (r'"password":"correct horse battery staple".*\$S warden\.v1\.AuthService/Login$', check_login_after_unlock),
     # Turning on TOTP.
     (r'^TOKEN=\$\(grpcurl .*AuthService/Login \| jq -r \.session\.token\)$', check_login_token),
     (r"AuthService/EnrollTotp > enroll\.json$", ok_rc),
@@ -315,24 +370,30 @@ class Result:
         self.rc, self.out, self.err, self.var = rc, out, err, var
 
 
-def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.Popen, str]:
+def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.Popen, str, str]:
     env = dict(os.environ)
     for key in list(env):
         if key.startswith("WARDEN_") or key.startswith("OTEL_"):
             del env[key]
+    # What the README's `openssl rand -base64 32 > admin-token` makes: the
+    # block reads it back from the same directory.
+    (work / "admin-token").write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     env.update(WARDEN_LISTEN="127.0.0.1:0", WARDEN_DATABASE_URL=f"sqlite://{work}/warden.db?mode=rwc",
                RUST_LOG="info", WARDEN_LOG_FORMAT="text",
-               # The chained blocks log in seven times within a minute or so,
-               # faster than a reader types: above the default burst of 5.
-               WARDEN_RATE_LIMIT_LOGIN_BURST="10")
+               WARDEN_ADMIN_LISTEN="127.0.0.1:0", WARDEN_ADMIN_TOKEN_FILE=str(work / "admin-token"),
+               # The blocks log in about seventeen times within a minute or
+               # so, faster than a reader types: above the default burst of 5.
+               WARDEN_RATE_LIMIT_LOGIN_BURST="30")
     log = open(work / "server.log", "w+")
     proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         log.seek(0)
-        found = re.search(r"address=(\S+:\d+)", log.read())
-        if found:
-            return proc, found.group(1)
+        text = log.read()
+        found = re.search(r"warden listening.*address=(\S+:\d+)", text)
+        admin = re.search(r"AdminService\) listening address=(\S+:\d+)", text)
+        if found and admin:
+            return proc, found.group(1), admin.group(1)
         if proc.poll() is not None:
             break
         time.sleep(0.1)
@@ -341,12 +402,14 @@ def start_server(binary: pathlib.Path, work: pathlib.Path) -> tuple[subprocess.P
     raise SystemExit(f"the server did not start:\n{log.read()}")
 
 
-def run_block(commands: list[str], address: str, grpcurl: str, work: pathlib.Path) -> list[Result]:
+def run_block(commands: list[str], address: str, admin: str, grpcurl: str, work: pathlib.Path) -> list[Result]:
     lines = ["set -uo pipefail", f'export PATH={shquote(str(pathlib.Path(grpcurl).parent))}:"$PATH"', f"cd {shquote(str(work))}"]
     script = shquote(str(pathlib.Path(__file__).resolve()))
     for i, command in enumerate(commands):
         if re.match(r"^S=\S+$", command):
             command = f"S={address}"
+        if re.match(r"^A=\S+$", command):
+            command = f"A={admin}"
         command = with_app_codes(command, script)
         var = re.match(r"^([A-Z_][A-Z0-9_]*)=", command)
         lines.append(f"{{ {command}\n}} >out.{i} 2>err.{i}; echo $? >rc.{i}")
@@ -395,10 +458,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="warden-walkthrough-") as tmp:
         work = pathlib.Path(tmp)
-        proc, address = start_server(server, work)
+        proc, address, admin = start_server(server, work)
         try:
-            print(f"server {server.name} at {address}; {len(commands)} commands from README.md")
-            results = run_block(commands, address, args.grpcurl, work)
+            print(f"server {server.name} at {address}, admin at {admin}; {len(commands)} commands from README.md")
+            results = run_block(commands, address, admin, args.grpcurl, work)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

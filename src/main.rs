@@ -47,6 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(address) = application.health_addr()? {
                 tracing::info!(%address, "health (grpc.health.v1, plaintext) listening");
             }
+            if let Some(address) = application.admin_addr()? {
+                tracing::info!(%address, "admin (warden.v1.AdminService) listening");
+            }
             if let Some(address) = application.http_addr()? {
                 tracing::info!(%address, "metrics (GET /metrics) listening");
             }

@@ -26,8 +26,10 @@ use crate::storage::{self, Backend, SchemaStatus, SeaOrmStore};
 use crate::telemetry::AuditTracer;
 use crate::{housekeeping, keys};
 
+mod admin;
 mod commands;
 mod health;
+mod reflection;
 mod settings;
 
 pub use commands::{migrate_command, rotate_keys_command};
@@ -57,6 +59,8 @@ pub struct Application {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The plaintext `/metrics` listener and the metrics, when configured.
     http: Option<(TcpListener, Metrics)>,
+    /// The admin listener and its token, when configured.
+    admin: Option<admin::AdminListener>,
     service: Arc<AuthService<SeaOrmStore>>,
     /// Assembly's own handle on the pool, for the health probe.
     db: DatabaseConnection,
@@ -74,14 +78,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// A reflection builder with every descriptor Warden's answers use.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Connects to the database and applies migrations if configured to.
@@ -148,6 +144,8 @@ impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         validate(&config)?;
         keys::require_for_postgres(&config.keys, &config.database.url)?;
+        // Before the database: a weak admin token is refused at once.
+        let admin = admin::bind(&config).await?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
         let tls = tls_files(&config)
             .map(|f| crate::tls::server_config(&f))
@@ -187,6 +185,7 @@ impl Application {
             health_listener,
             tls,
             http,
+            admin,
             service,
             db,
             config,
@@ -220,6 +219,14 @@ impl Application {
             .transpose()
     }
 
+    /// The address the admin listener bound, when configured.
+    pub fn admin_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.admin
+            .as_ref()
+            .map(admin::AdminListener::local_addr)
+            .transpose()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, turns health
     /// NOT_SERVING, and gives in-flight calls the grace period to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -228,6 +235,7 @@ impl Application {
             health_listener,
             tls,
             http,
+            admin,
             service,
             db,
             config,
@@ -235,13 +243,15 @@ impl Application {
         } = self;
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::Serving).await;
-        // Reflection serves the error-detail types too, so grpcurl (and any
-        // reflection client) can decode the ErrorInfo, BadRequest and
-        // RetryInfo that every error carries.
-        let reflection_v1 = reflection().build_v1().context("build reflection v1")?;
-        let reflection_v1alpha = reflection()
+        let reflection_v1 = reflection::for_main()?
+            .build_v1()
+            .context("build reflection v1")?;
+        let reflection_v1alpha = reflection::for_main()?
             .build_v1alpha()
             .context("build reflection v1alpha")?;
+        let mut admin = admin
+            .map(|a| a.serve(service.clone(), tls.clone(), audit.clone(), &config))
+            .transpose()?;
 
         let probe = tokio::spawn(watch_database(db, reporter.clone()));
         let sweeper = tokio::spawn(housekeeping::run(
@@ -316,16 +326,21 @@ impl Application {
             ),
         };
         tokio::pin!(server);
+        let mut grace_ends = tokio::time::Instant::now() + config.server.shutdown_grace();
         let outcome = tokio::select! {
             result = &mut server => result.context("serve"),
             () = shutdown => {
                 tracing::info!("shutting down");
+                grace_ends = tokio::time::Instant::now() + config.server.shutdown_grace();
                 // Stopped first, so it cannot turn health back to SERVING
                 // during the grace period.
                 probe.abort();
                 set_health(&reporter, ServingStatus::NotServing).await;
                 let _ = stop_tx.send(());
-                match tokio::time::timeout(config.server.shutdown_grace(), &mut server).await {
+                if let Some(admin) = &mut admin {
+                    admin.begin_stop();
+                }
+                match tokio::time::timeout_at(grace_ends, &mut server).await {
                     Ok(result) => result.context("serve"),
                     Err(_) => {
                         tracing::warn!("grace period over with calls still in flight");
@@ -335,6 +350,10 @@ impl Application {
             }
         };
         probe.abort();
+        if let Some(admin) = admin {
+            // What is left of the grace period, shared with the main listener.
+            admin.stop(grace_ends).await;
+        }
         if let Some(health_only) = health_only {
             health_only.abort();
         }

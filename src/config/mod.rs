@@ -7,6 +7,7 @@
 //! nothing of the layers it configures: assembly (`app`) builds their
 //! settings from these groups.
 
+mod admin;
 mod credentials;
 mod database;
 mod hashing;
@@ -21,6 +22,7 @@ mod trusted_devices;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+pub use admin::AdminSettings;
 pub use credentials::{PasswordSettings, TotpSettings};
 pub use database::DatabaseSettings;
 pub use hashing::{HashingSettings, cpu_limit};
@@ -91,6 +93,9 @@ pub struct Config {
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    /// The operator API's listener and token.
+    #[command(flatten)]
+    pub admin: AdminSettings,
 }
 
 /// A setting that makes no sense; the message names it by its `WARDEN_*` name.
@@ -152,6 +157,7 @@ impl Config {
         self.trusted_devices.validate()?;
         self.hashing.validate()?;
         self.rate_limits.validate()?;
+        self.admin.validate()?;
         self.keys.validate()
     }
 }

@@ -2,6 +2,7 @@
 //! AES-GCM key ring, keyed token hashing, TOTP and recovery codes. Nothing
 //! here knows about requests, gRPC or the database.
 
+pub mod admin_token;
 pub mod keyring;
 pub mod password;
 pub mod recovery;

@@ -58,6 +58,18 @@ pub enum AuditEvent {
     TrustedDevicesRevoked,
     /// A per-IP rate limit refused a call.
     RateLimited,
+    /// An operator disabled an account.
+    AdminUserDisabled,
+    /// An operator enabled an account again.
+    AdminUserEnabled,
+    /// An operator cleared an account name's failure budget and lock.
+    AdminUserUnlocked,
+    /// An operator deleted an account's second factors.
+    AdminSecondFactorsReset,
+    /// An operator ended one session.
+    AdminSessionRevoked,
+    /// An operator ended every session of an account (with a count).
+    AdminSessionsRevoked,
 }
 
 impl AuditEvent {
@@ -87,6 +99,12 @@ impl AuditEvent {
             Self::TrustedDeviceUsed => "trusted_device.used",
             Self::TrustedDevicesRevoked => "trusted_devices.revoked",
             Self::RateLimited => "rate_limited",
+            Self::AdminUserDisabled => "admin.user_disabled",
+            Self::AdminUserEnabled => "admin.user_enabled",
+            Self::AdminUserUnlocked => "admin.user_unlocked",
+            Self::AdminSecondFactorsReset => "admin.second_factors_reset",
+            Self::AdminSessionRevoked => "admin.session_revoked",
+            Self::AdminSessionsRevoked => "admin.sessions_revoked",
         }
     }
 }
@@ -142,8 +160,13 @@ pub fn record(event: AuditEvent, outcome: Outcome, user: Option<UserId>) {
 
 /// Records a bulk revocation of `count` sessions.
 pub fn record_revoked(user: UserId, count: u64) {
+    record_count(AuditEvent::SessionsRevoked, user, count);
+}
+
+/// Records `event`, a successful bulk revocation of `count` sessions.
+pub fn record_count(event: AuditEvent, user: UserId, count: u64) {
     push(AuditRecord {
-        event: AuditEvent::SessionsRevoked,
+        event,
         outcome: Outcome::Success,
         user: Some(user),
         sessions_revoked: Some(count),

@@ -51,6 +51,15 @@ pub enum AuthError {
         /// How long until the lock ends (every lock has an end).
         retry_after: Duration,
     },
+    /// An admin call without the admin token, or with a wrong one.
+    #[error("admin token missing or wrong")]
+    AdminUnauthenticated,
+    /// An admin call named a user id or name that no account has.
+    #[error("user not found")]
+    UserNotFound,
+    /// An admin call named a session id that no live session has.
+    #[error("session not found")]
+    SessionNotFound,
     /// The password-hashing queue is full.
     #[error("overloaded")]
     Overloaded,

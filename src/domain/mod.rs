@@ -4,10 +4,12 @@
 //! [`AuthService`] is defined here and each use-case adds its methods in a
 //! module of its own: [`register`], [`login`], [`sessions`], [`enrollment`]
 //! (TOTP), [`challenge`] (the second step of a login), [`trusted_devices`]
-//! ("remember this device"), [`step_up`] and [`maintenance`]. [`second_factor`] is the seam every second factor plugs
-//! into, [`budget`] the failure budget every credential check goes through,
-//! and [`store`] the storage ports.
+//! ("remember this device"), [`step_up`], [`maintenance`] and [`admin`]
+//! (the operator's calls). [`second_factor`] is the seam every second
+//! factor plugs into, [`budget`] the failure budget every credential check
+//! goes through, and [`store`] the storage ports.
 
+pub mod admin;
 pub mod audit;
 pub mod budget;
 pub mod challenge;

@@ -27,7 +27,7 @@ impl<S> AuthGrpc<S> {
     }
 }
 
-fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
+pub(super) fn timestamp(t: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.unix_timestamp(),
         // Always below 10^9, so it fits.

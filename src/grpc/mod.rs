@@ -1,6 +1,7 @@
-//! The gRPC edge: generated code, the `AuthService` implementation, and the
-//! one place where domain errors become statuses.
+//! The gRPC edge: generated code, the `AuthService` and `AdminService`
+//! implementations, and the one place where domain errors become statuses.
 
+pub mod admin;
 mod auth;
 pub mod client_address;
 pub mod codec;
@@ -9,9 +10,10 @@ pub mod rpc;
 pub mod status;
 pub mod trace;
 
+pub use admin::AdminGrpc;
 pub use auth::AuthGrpc;
 
-/// Code generated from `proto/warden/v1/auth.proto`.
+/// Code generated from `proto/warden/v1/auth.proto` and `admin.proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {
     tonic::include_proto!("warden.v1");

@@ -121,6 +121,19 @@ impl From<AuthError> for Status {
                 "too many failed attempts; try later",
                 Some(retry_after),
             ),
+            AuthError::AdminUnauthenticated => with_reason(
+                Code::Unauthenticated,
+                "ADMIN_UNAUTHENTICATED",
+                "admin token missing or wrong",
+            ),
+            // The contract's one NOT_FOUND reason covers unknown user and
+            // session ids alike; the message tells them apart.
+            AuthError::UserNotFound => {
+                with_reason(Code::NotFound, "USER_NOT_FOUND", "user not found")
+            }
+            AuthError::SessionNotFound => {
+                with_reason(Code::NotFound, "USER_NOT_FOUND", "session not found")
+            }
             AuthError::Overloaded => with_retry(
                 Code::Unavailable,
                 "OVERLOADED",

@@ -16,6 +16,7 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use super::admin;
 use super::client_address::{ClientAddress, end_user};
 use super::rpc::{Method, SERVICE_NAME};
 use super::status;
@@ -208,15 +209,22 @@ where
             }
             request.extensions_mut().insert(client);
         }
-        // Only AuthService calls get spans; an unknown method keeps the name
-        // its path gave.
-        let Some((method, known)) = Method::from_path(request.uri().path()).map(|m| {
-            let known = match m {
-                Method::Known(rpc) => Some(rpc),
-                Method::Unknown(_) => None,
-            };
-            (m.name().to_owned(), known)
-        }) else {
+        // Only AuthService and AdminService calls get spans; an unknown
+        // method keeps the name its path gave. Metrics count AuthService
+        // calls only (`known` is an AuthService method).
+        let path = request.uri().path();
+        let called = match Method::from_path(path) {
+            Some(m) => {
+                let known = match m {
+                    Method::Known(rpc) => Some(rpc),
+                    Method::Unknown(_) => None,
+                };
+                Some((SERVICE_NAME, m.name().to_owned(), known, true))
+            }
+            None => admin::method_of(path)
+                .map(|name| (admin::SERVICE_NAME, name.to_owned(), None, false)),
+        };
+        let Some((service, method, known, counted)) = called else {
             return Box::pin(inner.call(request));
         };
         let start = Instant::now();
@@ -227,10 +235,10 @@ where
         let span = tracing::info_span!(
             target: RPC_TARGET,
             "rpc",
-            otel.name = format!("{SERVICE_NAME}/{method}"),
+            otel.name = format!("{service}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = SERVICE_NAME,
+            rpc.service = service,
             rpc.method = method.as_str(),
             client.address = client.as_deref(),
             rpc.grpc.status_code = tracing::field::Empty,
@@ -245,8 +253,10 @@ where
                 .map_or(tonic::Code::Internal, status::code_of);
             let code = i64::from(i32::from(grpc_code));
             span.record("rpc.grpc.status_code", code);
-            let method = known.map_or(Method::Unknown(""), Method::Known);
-            state.count(method, grpc_code, start.elapsed(), &records);
+            if counted {
+                let method = known.map_or(Method::Unknown(""), Method::Known);
+                state.count(method, grpc_code, start.elapsed(), &records);
+            }
             state.emit(&span, records, code, client.as_deref());
             result
         })

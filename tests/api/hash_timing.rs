@@ -83,3 +83,66 @@ async fn raising_iterations_does_not_make_dormant_names_answer_faster() {
         "dormant {existing:?} vs unknown {unknown:?} (median ratio {ratio:.2})"
     );
 }
+
+async fn refused_login_time(server: &mut TestServer, username: &str) -> Duration {
+    let started = Instant::now();
+    let status = server
+        .login(username, PASSWORD)
+        .await
+        .expect_err("login refused");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    took
+}
+
+#[tokio::test]
+async fn a_disabled_accounts_login_costs_what_an_unknown_names_does() {
+    // Arrange: a disabled account, logged in with its right password.
+    let mut server = TestServer::start_with(|c| {
+        crate::helpers::with_admin(c);
+        c.hashing.memory_kib = MEMORY_KIB;
+        c.lockout.threshold = 1_000;
+    })
+    .await;
+    let id = server.register("disabled", PASSWORD).await;
+    server
+        .admin()
+        .await
+        .disable_user(warden::grpc::pb::DisableUserRequest { user_id: id })
+        .await
+        .expect("disable");
+
+    // Act: interleaved as above.
+    let (mut disabled, mut unknown) = (Vec::new(), Vec::new());
+    for round in 0..WARM_UP + ROUNDS {
+        let (d, u) = if round % 2 == 0 {
+            let d = refused_login_time(&mut server, "disabled").await;
+            (d, refused_login_time(&mut server, "nobody").await)
+        } else {
+            let u = refused_login_time(&mut server, "nobody").await;
+            (refused_login_time(&mut server, "disabled").await, u)
+        };
+        if round >= WARM_UP {
+            disabled.push(d);
+            unknown.push(u);
+        }
+    }
+
+    // Assert: both verify one hash (the dummy), so they cost the same; the
+    // bound is loose on purpose, the ratio is what the run reports.
+    let ratio = median(
+        disabled
+            .iter()
+            .zip(&unknown)
+            .map(|(d, u)| d.as_secs_f64() / u.as_secs_f64())
+            .collect(),
+    );
+    let (disabled, unknown) = (median(disabled), median(unknown));
+    println!(
+        "Login medians (m={MEMORY_KIB} KiB): disabled account {disabled:?}, unknown name {unknown:?}, median ratio {ratio:.2}"
+    );
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "disabled {disabled:?} vs unknown {unknown:?} (median ratio {ratio:.2})"
+    );
+}

@@ -4,6 +4,11 @@
 
 mod abuse;
 mod accounts;
+mod admin;
+mod admin_audit;
+mod admin_devices;
+mod admin_races;
+mod admin_users;
 mod audit;
 mod budget;
 mod budget_gate;

@@ -671,3 +671,63 @@ async fn no_secret_reaches_the_binarys_text_logs() {
 async fn no_secret_reaches_the_binarys_json_logs() {
     binary_leaks_nothing("json").await;
 }
+
+#[tokio::test]
+async fn the_admin_token_reaches_no_log_line_or_span() {
+    use crate::helpers::{ADMIN_TOKEN, admin_client_on, with_admin};
+    let mut server = TestServer::start_with(|c| {
+        with_admin(c);
+        c.telemetry.otlp_endpoint = Some(collector().url());
+    })
+    .await;
+    let mut secrets = Secrets::default();
+    secrets.keys();
+    secrets.add("admin token", ADMIN_TOKEN);
+    secrets.add("admin token", ADMIN_TOKEN.trim_end_matches('='));
+    // A wrong token may be a real one pasted into the wrong place.
+    let wrong = format!("{}-wrong", uuid::Uuid::new_v4().simple());
+    secrets.add("wrong admin token", wrong.as_str());
+    let (user, token) = server
+        .signed_in("administered", "Right-admin-password")
+        .await;
+    secrets.token("session token", &token);
+    secrets.add("password", "Right-admin-password");
+
+    let mut refused = admin_client_on(server.admin_channel().await, Some(&wrong));
+    let status = refused
+        .get_user(pb::GetUserRequest {
+            user: Some(pb::get_user_request::User::UserId(user.clone())),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::Unauthenticated, "ADMIN_UNAUTHENTICATED");
+    let mut admin = server.admin().await;
+    admin
+        .list_sessions(pb::ListSessionsRequest {
+            user_id: user.clone(),
+        })
+        .await
+        .unwrap();
+    admin
+        .disable_user(pb::DisableUserRequest {
+            user_id: user.clone(),
+        })
+        .await
+        .unwrap();
+    let spans = spans_naming(&user).await;
+    server.stop().await;
+
+    let logs = logs();
+    assert!(
+        logs.contains("admin call refused"),
+        "the refusal was logged"
+    );
+    assert!(
+        spans.iter().any(|s| s.name == "admin.user_disabled"),
+        "the collector received the admin spans"
+    );
+    secrets.assert_absent(&logs, "the harness logs");
+    for span in &spans {
+        secrets.assert_absent(&without_timings(&span.raw), &format!("span {}", span.name));
+    }
+}

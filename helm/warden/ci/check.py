@@ -60,9 +60,16 @@ SCENARIOS: dict[str, tuple[dict | None, list[str]]] = {
             "NetworkPolicy",
             "PodDisruptionBudget",
             "Secret",
+            "Secret",
+            "Service",
             "Service",
             "ServiceMonitor",
         ],
+    ),
+    # The admin API with a token Secret the operator manages.
+    "admin-existing-secret": (
+        {"admin": {"enabled": True, "existingSecret": "warden-admin-token"}},
+        ["Deployment", "PodDisruptionBudget", "Secret", "Service", "Service"],
     ),
     # The one option all-on cannot hold at once with initContainer.
     "migration-job": (
@@ -87,6 +94,8 @@ REFUSED: dict[str, dict] = {
     "WARDEN_TRUSTED_DEVICE_TTL_SECS in config": {"config": {"WARDEN_TRUSTED_DEVICE_TTL_SECS": "60"}},
     "cert-manager without issuer": {"tls": {"enabled": True, "certManager": {"enabled": True}}},
     "ingress without hosts": {"ingress": {"enabled": True}},
+    "admin without a token": {"admin": {"enabled": True}},
+    "WARDEN_ADMIN_TOKEN in config": {"config": {"WARDEN_ADMIN_TOKEN": "x"}},
 }
 
 CERTIFICATE_SCHEMA = {

@@ -70,10 +70,17 @@ Name of the Secret holding the sensitive settings.
 {{- end }}
 
 {{/*
+Name of the Secret holding the admin token.
+*/}}
+{{- define "warden.adminSecretName" -}}
+{{- .Values.admin.existingSecret | default (printf "%s-admin" (include "warden.fullname" .)) }}
+{{- end }}
+
+{{/*
 Settings the chart sets itself and refuses in .Values.config.
 */}}
 {{- define "warden.ownedEnv" -}}
-{{- list "WARDEN_LISTEN" "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB" "WARDEN_MIGRATE_ON_START" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" "WARDEN_TLS_CLIENT_CA_FILE" "WARDEN_HEALTH_LISTEN" "WARDEN_HTTP_LISTEN" "WARDEN_TRUSTED_DEVICE_TTL_SECS" "WARDEN_MAX_TRUSTED_DEVICES_PER_USER" "WARDEN_REQUIRE_TOTP" | toJson -}}
+{{- list "WARDEN_LISTEN" "WARDEN_HASH_CONCURRENCY" "WARDEN_ARGON2_MEMORY_KIB" "WARDEN_MIGRATE_ON_START" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" "WARDEN_TLS_CLIENT_CA_FILE" "WARDEN_HEALTH_LISTEN" "WARDEN_HTTP_LISTEN" "WARDEN_TRUSTED_DEVICE_TTL_SECS" "WARDEN_MAX_TRUSTED_DEVICES_PER_USER" "WARDEN_REQUIRE_TOTP" "WARDEN_ADMIN_LISTEN" "WARDEN_ADMIN_TOKEN" "WARDEN_ADMIN_TOKEN_FILE" "WARDEN_ADMIN_MAX_IN_FLIGHT" | toJson -}}
 {{- end }}
 
 {{/*
@@ -108,7 +115,7 @@ Environment shared by the server, the migration init container and the Job.
 {{- $owned := include "warden.ownedEnv" . | fromJsonArray }}
 {{- range $name, $value := .Values.config }}
 {{- if has $name $owned }}
-{{- fail (printf "%s is set by the chart (see values.yaml: hashing, trustedDevices, migrations, tls, health, metrics, policy); do not set it in config" $name) }}
+{{- fail (printf "%s is set by the chart (see values.yaml: hashing, trustedDevices, migrations, tls, health, metrics, policy, admin); do not set it in config" $name) }}
 {{- end }}
 - name: {{ $name }}
   value: {{ $value | quote }}

@@ -1,10 +1,12 @@
 //! The storage ports: what the use-cases need from persistence, one trait
 //! per aggregate (users, sessions, challenges, second factors, trusted
-//! devices, step-up effects, the failure budget, maintenance), each beside its records and
-//! composed into [`Store`]. Each method is atomic on its own; methods that
+//! devices, step-up effects, the failure budget, maintenance, the operator's
+//! view), each beside its records and composed into [`Store`]. Each method
+//! is atomic on its own; methods that
 //! change several rows run them in one transaction and make every single-use
 //! rule a conditional write, so the rules hold across replicas and restarts.
 
+mod admin;
 mod budget;
 mod challenges;
 mod maintenance;
@@ -14,6 +16,7 @@ mod step_up;
 mod trusted_devices;
 mod users;
 
+pub use admin::*;
 pub use budget::*;
 pub use challenges::*;
 pub use maintenance::*;
@@ -73,7 +76,8 @@ pub enum CompletionError {
 /// Persistence for Warden's use-cases: every port at once. Implemented for
 /// any type that implements them all.
 pub trait Store:
-    UserStore
+    AdminStore
+    + UserStore
     + SessionStore
     + ChallengeStore
     + SecondFactorStore
@@ -89,7 +93,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: UserStore
+    T: AdminStore
+        + UserStore
         + SessionStore
         + ChallengeStore
         + SecondFactorStore

@@ -1,4 +1,5 @@
-//! The tower layer in front of every service. For AuthService calls it
+//! The tower layer in front of every service. For AuthService calls (and,
+//! on the admin listener, AdminService calls, which have no rate limit) it
 //! waits (bounded) for the request message before anything else, so a
 //! stream that sends headers only holds nothing (`body`); then applies the
 //! per-IP rate limits (`limits`), caps calls in flight, and bounds each
@@ -22,8 +23,9 @@ use tower::{Layer, Service};
 
 pub use limits::{Bucket, EndUserKey, LimitError, RateLimits};
 
+use super::admin;
 use super::client_address::EndUser;
-use super::rpc::Method;
+use super::rpc::{Limit, Method};
 use limits::Limiters;
 use statuses::{conform, overloaded, sanitize, timeout_status, unsupported_encoding};
 
@@ -44,7 +46,18 @@ pub struct GuardConfig {
 /// the same limit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Which listener's calls a guard bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// AuthService on the main listener.
+    Auth,
+    /// AdminService on the admin listener: never rate limited, bounded
+    /// only by its own in-flight cap and the time limits.
+    Admin,
+}
+
 struct State {
+    scope: Scope,
     limiters: Option<Limiters>,
     in_flight: Arc<Semaphore>,
     timeout: Duration,
@@ -63,12 +76,27 @@ impl GuardLayer {
         let limiters = config.rate_limits.map(Limiters::new).transpose()?;
         Ok(Self {
             state: Arc::new(State {
+                scope: Scope::Auth,
                 limiters,
                 in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
                 timeout: config.request_timeout,
                 body_timeout: config.body_timeout,
             }),
         })
+    }
+
+    /// The admin listener's guard: `max_in_flight` AdminService calls at
+    /// once and the same time limits, no rate limits.
+    pub fn admin(max_in_flight: usize, request_timeout: Duration, body_timeout: Duration) -> Self {
+        Self {
+            state: Arc::new(State {
+                scope: Scope::Admin,
+                limiters: None,
+                in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                timeout: request_timeout,
+                body_timeout,
+            }),
+        }
     }
 
     /// Forgets idle limiter keys, so memory stays bounded under address churn.
@@ -132,7 +160,12 @@ where
             .get::<EndUser>()
             .map(|user| user.rate_key());
         // Health and reflection are never limited, capped or timed out.
-        let Some(limit) = Method::from_path(request.uri().path()).map(Method::limit) else {
+        let path = request.uri().path();
+        let limit = match state.scope {
+            Scope::Auth => Method::from_path(path).map(Method::limit),
+            Scope::Admin => admin::method_of(path).map(|_| Limit::Unlimited),
+        };
+        let Some(limit) = limit else {
             let call = inner.call(request);
             return Box::pin(async move { call.await.map(sanitize) });
         };

@@ -8,6 +8,7 @@
 //! transactions start with `BEGIN IMMEDIATE`, so two writers never deadlock
 //! upgrading read locks.
 
+mod admin;
 mod budget;
 mod challenges;
 mod maintenance;

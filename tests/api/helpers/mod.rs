@@ -6,11 +6,12 @@
 //! dropped afterwards).
 //!
 //! One module per job: [`server`] (the server under test, replicas),
-//! [`process`] (the real binary), [`database`], [`collector`] (logs and
+//! [`admin`] (its admin listener), [`process`] (the real binary), [`database`], [`collector`] (logs and
 //! spans), [`inspect`], [`raw`] (a pass-through codec), [`calls`] and
 //! [`flows`]. Everything is re-exported here, so tests write
 //! `use crate::helpers::…`.
 
+mod admin;
 mod calls;
 mod collector;
 mod database;
@@ -20,6 +21,7 @@ mod process;
 mod raw;
 mod server;
 
+pub use admin::*;
 pub use calls::*;
 pub use collector::*;
 pub use database::*;

@@ -50,6 +50,8 @@ pub struct TestServer {
     pub health_addr: Option<SocketAddr>,
     /// Where the `/metrics` listener listens, when configured.
     pub http_addr: Option<SocketAddr>,
+    /// Where the admin listener listens, when configured.
+    pub admin_addr: Option<SocketAddr>,
     /// A client on one connection.
     pub client: AuthServiceClient<Channel>,
     /// The server's clock.
@@ -130,12 +132,14 @@ impl TestServer {
         let addr = app.local_addr().expect("bound address");
         let health_addr = app.health_addr().expect("bound health address");
         let http_addr = app.http_addr().expect("bound HTTP address");
+        let admin_addr = app.admin_addr().expect("bound admin address");
         let running = Running::spawn(app);
         let client = AuthServiceClient::new(connect(addr).await);
         Self {
             addr,
             health_addr,
             http_addr,
+            admin_addr,
             client,
             clock,
             db,
