@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::Settings;
+use crate::domain::access_token::AccessTokenPolicy;
 use crate::domain::budget::BudgetPolicy;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::domain::trusted_devices::TrustedDevicePolicy;
@@ -36,6 +37,11 @@ pub(super) fn settings(config: &Config) -> Settings {
         trusted_devices: TrustedDevicePolicy {
             ttl: config.trusted_devices.ttl(),
             max_per_user: config.trusted_devices.max_per_user,
+        },
+        access_tokens: AccessTokenPolicy {
+            issuer: config.signing.token_issuer.clone(),
+            audience: config.signing.audience().map(str::to_owned),
+            ttl: config.signing.access_token_ttl(),
         },
     }
 }

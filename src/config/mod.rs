@@ -16,6 +16,7 @@ mod lockout;
 mod rate_limits;
 mod server;
 mod sessions;
+mod signing;
 mod telemetry;
 mod trusted_devices;
 
@@ -31,6 +32,7 @@ pub use lockout::LockoutSettings;
 pub use rate_limits::RateLimitSettings;
 pub use server::ServerSettings;
 pub use sessions::SessionSettings;
+pub use signing::{MAX_ACCESS_TOKEN_TTL_SECS, SigningSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};
 pub use trusted_devices::TrustedDeviceSettings;
 
@@ -69,6 +71,9 @@ pub struct Config {
     /// TOTP encryption keys and the token key.
     #[command(flatten)]
     pub keys: KeySettings,
+    /// Access tokens: signing keys, issuer, audience, lifetime.
+    #[command(flatten)]
+    pub signing: SigningSettings,
     /// Session and login-challenge lifetimes.
     #[command(flatten)]
     pub sessions: SessionSettings,
@@ -158,7 +163,8 @@ impl Config {
         self.hashing.validate()?;
         self.rate_limits.validate()?;
         self.admin.validate()?;
-        self.keys.validate()
+        self.keys.validate()?;
+        self.signing.validate()
     }
 }
 

@@ -70,6 +70,8 @@ pub enum AuditEvent {
     AdminSessionRevoked,
     /// An operator ended every session of an account (with a count).
     AdminSessionsRevoked,
+    /// IssueAccessToken signed an access token for a session.
+    AccessTokenIssued,
 }
 
 impl AuditEvent {
@@ -105,6 +107,7 @@ impl AuditEvent {
             Self::AdminSecondFactorsReset => "admin.second_factors_reset",
             Self::AdminSessionRevoked => "admin.session_revoked",
             Self::AdminSessionsRevoked => "admin.sessions_revoked",
+            Self::AccessTokenIssued => "access_token.issued",
         }
     }
 }

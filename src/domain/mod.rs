@@ -4,11 +4,13 @@
 //! [`AuthService`] is defined here and each use-case adds its methods in a
 //! module of its own: [`register`], [`login`], [`sessions`], [`enrollment`]
 //! (TOTP), [`challenge`] (the second step of a login), [`trusted_devices`]
-//! ("remember this device"), [`step_up`], [`maintenance`] and [`admin`]
-//! (the operator's calls). [`second_factor`] is the seam every second
-//! factor plugs into, [`budget`] the failure budget every credential check
-//! goes through, and [`store`] the storage ports.
+//! ("remember this device"), [`step_up`], [`access_token`] (signed tokens
+//! for local validation), [`maintenance`] and [`admin`] (the operator's
+//! calls). [`second_factor`] is the seam every second factor plugs into,
+//! [`budget`] the failure budget every credential check goes through, and
+//! [`store`] the storage ports.
 
+pub mod access_token;
 pub mod admin;
 pub mod audit;
 pub mod budget;
@@ -31,10 +33,13 @@ pub mod username;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crypto::Keys;
 use crate::crypto::keyring::{KeyRing, Sealed};
 use crate::crypto::password::SecretHasher;
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::tokens::TokenKey;
 use crate::crypto::totp::TotpSecret;
+use crate::domain::access_token::AccessTokenPolicy;
 use crate::domain::budget::{Attempt, BudgetPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::ids::UserId;
@@ -70,6 +75,8 @@ pub struct Settings {
     pub budget: BudgetPolicy,
     /// Remembered devices.
     pub trusted_devices: TrustedDevicePolicy,
+    /// What access tokens say and how long they live.
+    pub access_tokens: AccessTokenPolicy,
 }
 
 /// The use-cases, over a store.
@@ -80,6 +87,7 @@ pub struct AuthService<S> {
     recovery_codes: SecretHasher,
     tokens: TokenKey,
     keys: KeyRing,
+    signing: SigningKeys,
     settings: Settings,
 }
 
@@ -96,17 +104,22 @@ impl<S: Store> AuthService<S> {
         clock: Arc<dyn Clock>,
         passwords: SecretHasher,
         recovery_codes: SecretHasher,
-        tokens: TokenKey,
-        keys: KeyRing,
+        keys: Keys,
         settings: Settings,
     ) -> Self {
+        let Keys {
+            ring,
+            token,
+            signing,
+        } = keys;
         Self {
             store,
             clock,
             passwords,
             recovery_codes,
-            tokens,
-            keys,
+            tokens: token,
+            keys: ring,
+            signing,
             settings,
         }
     }

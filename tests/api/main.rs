@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod abuse;
+mod access_tokens;
 mod accounts;
 mod admin;
 mod admin_audit;
@@ -32,6 +33,7 @@ mod required_totp;
 mod secrets;
 mod sessions;
 mod settings;
+mod signing_keys;
 mod step_up;
 mod totp;
 mod transport;

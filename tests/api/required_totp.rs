@@ -87,6 +87,16 @@ async fn refused_calls(server: &mut TestServer, token: &str) -> Vec<(&'static st
         "ValidateSession",
         client.validate_session(validate).await.map(drop),
     );
+    let issue = bearer(pb::IssueAccessTokenRequest {}, token);
+    note(
+        "IssueAccessToken",
+        client.issue_access_token(issue).await.map(drop),
+    );
+    let forget = bearer(pb::ForgetTrustedDevicesRequest {}, token);
+    note(
+        "ForgetTrustedDevices",
+        client.forget_trusted_devices(forget).await.map(drop),
+    );
     refused
 }
 
@@ -97,7 +107,9 @@ async fn a_restricted_session_may_only_enrol_and_confirming_lifts_it_at_once() {
 
     let account = server.account(&token).await;
     assert!(account.totp_required && !account.totp_enabled);
-    for (name, status) in refused_calls(&mut server, &token).await {
+    let refused = refused_calls(&mut server, &token).await;
+    assert_eq!(refused.len(), 7);
+    for (name, status) in refused {
         assert_eq!(status.code(), Code::PermissionDenied, "{name}: {status:?}");
         assert_status(&status, Code::PermissionDenied, DENIED);
     }
@@ -120,6 +132,13 @@ async fn a_restricted_session_may_only_enrol_and_confirming_lifts_it_at_once() {
     assert_eq!(view.amr, ["pwd", "otp", "mfa"]);
     let account = server.account(&token).await;
     assert!(account.totp_required && account.totp_enabled);
+    let issued = server
+        .client
+        .issue_access_token(bearer(pb::IssueAccessTokenRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!issued.access_token.is_empty());
     // Full access now: a step-up call gets as far as its own checks.
     let regenerate = pb::RegenerateRecoveryCodesRequest {
         password: PASSWORD.into(),
