@@ -1,5 +1,6 @@
-//! Loading the key ring and token key from configuration, and the
-//! development-key bootstrap for the embedded SQLite default.
+//! Loading the key ring, the token key and the access-token signing keys
+//! from configuration, and the development-key bootstrap for the embedded
+//! SQLite default.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,19 +10,13 @@ use data_encoding::BASE64;
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
-use crate::config::KeySettings;
+use crate::config::{Config, KeySettings, SigningSettings};
+use crate::crypto::Keys;
 use crate::crypto::keyring::{KeyRing, decode_key};
 use crate::crypto::random_bytes;
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::tokens::TokenKey;
 use crate::storage::{self, Backend};
-
-/// The keys a server runs with.
-pub struct Keys {
-    /// Encrypts TOTP secrets.
-    pub ring: KeyRing,
-    /// Hashes session and challenge tokens.
-    pub token: TokenKey,
-}
 
 fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretString> {
     let text = std::fs::read_to_string(path)
@@ -41,13 +36,14 @@ fn configured(
     }
 }
 
-fn build(keys: &str, token_key: &str, primary: Option<&str>) -> anyhow::Result<Keys> {
+fn build(
+    keys: &str,
+    token_key: &str,
+    primary: Option<&str>,
+) -> anyhow::Result<(KeyRing, TokenKey)> {
     let ring = KeyRing::parse(keys, primary).context("WARDEN_KEYS")?;
     let token = decode_key(token_key).context("WARDEN_TOKEN_KEY must be base64 of 32 bytes")?;
-    Ok(Keys {
-        ring,
-        token: TokenKey::new(*token),
-    })
+    Ok((ring, TokenKey::new(*token)))
 }
 
 /// The development key file that sits next to a SQLite database.
@@ -61,24 +57,46 @@ pub fn dev_key_path(database_url: &str) -> Option<PathBuf> {
 
 /// Refuses, before any connection is made, a PostgreSQL configuration
 /// without keys: development keys exist only for SQLite.
-pub fn require_for_postgres(keys: &KeySettings, database_url: &str) -> anyhow::Result<()> {
-    if !keys.are_configured() && Backend::of_url(database_url) == Some(Backend::Postgres) {
+pub fn require_for_postgres(config: &Config) -> anyhow::Result<()> {
+    if Backend::of_url(&config.database.url) != Some(Backend::Postgres) {
+        return Ok(());
+    }
+    if !config.keys.are_configured() {
         bail!(
             "WARDEN_KEYS and WARDEN_TOKEN_KEY are required with PostgreSQL; development keys exist only for SQLite"
+        );
+    }
+    if !config.signing.are_configured() {
+        bail!(
+            "WARDEN_SIGNING_KEYS (or WARDEN_SIGNING_KEYS_FILE) is required with PostgreSQL; development keys exist only for SQLite"
         );
     }
     Ok(())
 }
 
-/// Resolves the keys. Configured keys win. With SQLite and none configured,
-/// a development key file next to the database is used, created only while
-/// the database has no users (so existing secrets are never orphaned by a
-/// fresh key). PostgreSQL never gets generated keys.
-pub fn load(
+/// Resolves every key a server runs with (see [`load_ring_and_token`] and
+/// [`load_signing`]).
+pub fn load(config: &Config, database_has_users: bool) -> anyhow::Result<Keys> {
+    require_for_postgres(config)?;
+    let (ring, token) =
+        load_ring_and_token(&config.keys, &config.database.url, database_has_users)?;
+    let signing = load_signing(&config.signing, &config.database.url)?;
+    Ok(Keys {
+        ring,
+        token,
+        signing,
+    })
+}
+
+/// Resolves the key ring and token key. Configured keys win. With SQLite
+/// and none configured, a development key file next to the database is
+/// used, created only while the database has no users (so existing secrets
+/// are never orphaned by a fresh key). PostgreSQL never gets generated keys.
+fn load_ring_and_token(
     settings: &KeySettings,
     database_url: &str,
     database_has_users: bool,
-) -> anyhow::Result<Keys> {
+) -> anyhow::Result<(KeyRing, TokenKey)> {
     let keys = configured(&settings.ring, &settings.ring_file, "WARDEN_KEYS")?;
     let token = configured(&settings.token, &settings.token_file, "WARDEN_TOKEN_KEY")?;
     let primary = settings.primary_key_id.as_deref();
@@ -91,7 +109,6 @@ pub fn load(
         }
         (None, None) => {}
     }
-    require_for_postgres(settings, database_url)?;
     let Some(path) = dev_key_path(database_url) else {
         // An in-memory database lives and dies with the process; so do its keys.
         tracing::warn!("using ephemeral development keys for an in-memory database");
@@ -137,6 +154,13 @@ fn create_dev_key_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
         ring.as_str(),
         token.as_str()
     ));
+    write_private_file(path, &text)?;
+    tracing::warn!(path = %path.display(), "created a development key file");
+    Ok(text)
+}
+
+/// Writes `text` to a new file (never an existing one) with mode 0600.
+fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -146,7 +170,82 @@ fn create_dev_key_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
         .with_context(|| format!("create development key file {}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("write development key file {}", path.display()))?;
-    tracing::warn!(path = %path.display(), "created a development key file");
-    Ok(text)
+        .with_context(|| format!("write development key file {}", path.display()))
+}
+
+/// The development signing-key file that sits next to a SQLite database.
+pub fn dev_signing_key_path(database_url: &str) -> Option<PathBuf> {
+    storage::sqlite_path(database_url).map(|db| {
+        let mut name = db.into_os_string();
+        name.push(".dev-signing-keys");
+        PathBuf::from(name)
+    })
+}
+
+fn parse_signing(spec: &str, primary: Option<&str>) -> anyhow::Result<SigningKeys> {
+    SigningKeys::parse(spec, primary).context("WARDEN_SIGNING_KEYS")
+}
+
+/// Resolves the access-token signing keys. Configured keys win. With SQLite
+/// and none configured, a development signing-key file next to the
+/// database is used, and created when missing: unlike the TOTP key ring,
+/// nothing stored depends on it (a new key only ends the access tokens of
+/// the last few minutes), so it is made even when the database has users —
+/// which also lets a development database from before access tokens start.
+/// PostgreSQL never gets generated keys.
+fn load_signing(settings: &SigningSettings, database_url: &str) -> anyhow::Result<SigningKeys> {
+    let primary = settings.signing_key_id.as_deref();
+    if let Some(spec) = configured(&settings.keys, &settings.keys_file, "WARDEN_SIGNING_KEYS")? {
+        return parse_signing(spec.expose_secret(), primary);
+    }
+    if primary.is_some() {
+        bail!("WARDEN_SIGNING_KEY_ID is set but WARDEN_SIGNING_KEYS is not");
+    }
+    let Some(path) = dev_signing_key_path(database_url) else {
+        tracing::warn!("using an ephemeral development signing key for an in-memory database");
+        return parse_signing(&SigningKeys::fresh_entry(), None);
+    };
+    let text = match read_dev_signing_file(&path)? {
+        Some(text) => text,
+        None => {
+            let entry = SigningKeys::fresh_entry();
+            let text = Zeroizing::new(format!(
+                "# Warden development signing key: for local use only.\nWARDEN_SIGNING_KEYS={}\n",
+                entry.as_str()
+            ));
+            match write_private_file(&path, &text) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "created a development signing-key file");
+                    text
+                }
+                // Another process on the same database made it first.
+                Err(_) if path.exists() => read_dev_signing_file(&path)?.with_context(|| {
+                    format!("read development signing-key file {}", path.display())
+                })?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    tracing::warn!(path = %path.display(), "DEVELOPMENT SIGNING KEY IN USE: configure WARDEN_SIGNING_KEYS for production");
+    let spec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("WARDEN_SIGNING_KEYS="))
+        .with_context(|| {
+            format!(
+                "development signing-key file {} has no WARDEN_SIGNING_KEYS",
+                path.display()
+            )
+        })?;
+    parse_signing(spec, None)
+}
+
+/// The file's text, or `None` when it does not exist.
+fn read_dev_signing_file(path: &Path) -> anyhow::Result<Option<Zeroizing<String>>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Zeroizing::new(text))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("read development signing-key file {}", path.display()))
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod housekeeping;
+pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod net;

@@ -48,7 +48,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!(%address, "health (grpc.health.v1, plaintext) listening");
             }
             if let Some(address) = application.http_addr()? {
-                tracing::info!(%address, "metrics (GET /metrics) listening");
+                tracing::info!(
+                    %address,
+                    "metrics and JWK Set (GET /metrics, GET /.well-known/jwks.json) listening"
+                );
             }
             application.run_until(shutdown_signal()).await
         }

@@ -188,10 +188,10 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) -> std::io::Result<()> {
+/// The `GET /metrics` route (served by `crate::http`).
+pub fn routes(metrics: Metrics) -> axum::Router {
     use axum::routing::get;
-    let app = axum::Router::new().route(
+    axum::Router::new().route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
@@ -205,6 +205,5 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) -> std::
                 )
             }
         }),
-    );
-    axum::serve(listener, app).await
+    )
 }

@@ -67,9 +67,10 @@ impl ServerArgon2 {
 pub struct Spawner {
     /// The `warden` binary.
     pub binary: PathBuf,
-    /// `WARDEN_KEYS` and `WARDEN_TOKEN_KEY`, generated once per run so a
-    /// restarted server reads what an earlier one wrote.
-    keys: (String, String),
+    /// `WARDEN_KEYS`, `WARDEN_TOKEN_KEY` and `WARDEN_SIGNING_KEYS`,
+    /// generated once per run so a restarted server reads what an earlier
+    /// one wrote.
+    keys: (String, String, String),
     /// `WARDEN_*` variables of the tool's own environment, passed through
     /// (e.g. `WARDEN_HASH_CONCURRENCY`).
     passthrough: Vec<(String, String)>,
@@ -111,6 +112,9 @@ impl Spawner {
             "WARDEN_KEYS_FILE",
             "WARDEN_TOKEN_KEY",
             "WARDEN_TOKEN_KEY_FILE",
+            "WARDEN_SIGNING_KEYS",
+            "WARDEN_SIGNING_KEYS_FILE",
+            "WARDEN_SIGNING_KEY_ID",
             "WARDEN_RATE_LIMIT_ENABLED",
             "WARDEN_ARGON2_MEMORY_KIB",
             "WARDEN_ARGON2_ITERATIONS",
@@ -123,7 +127,11 @@ impl Spawner {
             .collect();
         Ok(Self {
             binary,
-            keys: (format!("bench:{}", key(32)?), key(32)?),
+            keys: (
+                format!("bench:{}", key(32)?),
+                key(32)?,
+                format!("bench:{}", key(32)?),
+            ),
             passthrough,
         })
     }
@@ -136,6 +144,7 @@ impl Spawner {
             .env("WARDEN_DATABASE_URL", database_url)
             .env("WARDEN_KEYS", &self.keys.0)
             .env("WARDEN_TOKEN_KEY", &self.keys.1)
+            .env("WARDEN_SIGNING_KEYS", &self.keys.2)
             .env("WARDEN_RATE_LIMIT_ENABLED", "false")
             .env("WARDEN_SHUTDOWN_GRACE_SECS", "1")
             .env("WARDEN_ARGON2_MEMORY_KIB", argon2.memory_kib.to_string())

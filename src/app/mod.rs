@@ -55,7 +55,7 @@ pub struct Application {
     health_listener: Option<TcpListener>,
     /// TLS on the main listener, when configured.
     tls: Option<Arc<rustls::ServerConfig>>,
-    /// The plaintext `/metrics` listener and the metrics, when configured.
+    /// The plaintext `/metrics` and JWK Set listener and the metrics, when configured.
     http: Option<(TcpListener, Metrics)>,
     service: Arc<AuthService<SeaOrmStore>>,
     /// Assembly's own handle on the pool, for the health probe.
@@ -114,7 +114,7 @@ async fn build_service_and_pool(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(AuthService<SeaOrmStore>, Arc<HashingPool>)> {
     let has_users = storage::has_users(&db).await?;
-    let keys = keys::load(&config.keys, &config.database.url, has_users)?;
+    let keys = keys::load(config, has_users)?;
     let hashing = &config.hashing;
     let password_params = Argon2Params {
         memory_kib: hashing.memory_kib,
@@ -136,8 +136,7 @@ async fn build_service_and_pool(
         clock,
         passwords,
         recovery,
-        keys.token,
-        keys.ring,
+        keys,
         settings(config),
     );
     Ok((service, pool))
@@ -147,7 +146,7 @@ impl Application {
     /// Binds the listener, opens and migrates the database, loads keys.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         validate(&config)?;
-        keys::require_for_postgres(&config.keys, &config.database.url)?;
+        keys::require_for_postgres(&config)?;
         let db = open_database(&config, config.database.migrate_on_start).await?;
         let tls = tls_files(&config)
             .map(|f| crate::tls::server_config(&f))
@@ -212,7 +211,7 @@ impl Application {
             .transpose()
     }
 
-    /// The address the `/metrics` listener bound, when configured.
+    /// The address the HTTP (`/metrics`, JWK Set) listener bound, when configured.
     pub fn http_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         self.http
             .as_ref()
@@ -265,6 +264,7 @@ impl Application {
                 }
             }
         });
+        let jwks = crate::http::JwksDocument::new(service.jwks_json(), service.jwks_etag());
         let auth = AuthServiceServer::new(AuthGrpc::new(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -283,7 +283,7 @@ impl Application {
         let (http_listener, metrics) = http.unzip();
         let http_server = http_listener
             .zip(metrics.clone())
-            .map(|(listener, metrics)| tokio::spawn(crate::metrics::serve(listener, metrics)));
+            .map(|(listener, metrics)| tokio::spawn(crate::http::serve(listener, metrics, jwks)));
         let trace = TraceLayer::new(
             config.server.trusted_proxies.clone(),
             audit.clone(),

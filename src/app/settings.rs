@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::Settings;
+use crate::domain::access_token::AccessTokenPolicy;
 use crate::domain::budget::BudgetPolicy;
 use crate::domain::password_policy::PasswordPolicy;
 use crate::grpc::guard::{Bucket, GuardConfig, RateLimits};
@@ -30,6 +31,11 @@ pub(super) fn settings(config: &Config) -> Settings {
             // No credential check outlives the per-call time limit, so three
             // of them is ample for a live call and short for a dead one.
             lease: Duration::from_secs(config.server.request_timeout_secs.saturating_mul(3)),
+        },
+        access_tokens: AccessTokenPolicy {
+            issuer: config.signing.token_issuer.clone(),
+            audience: config.signing.audience().map(str::to_owned),
+            ttl: config.signing.access_token_ttl(),
         },
     }
 }

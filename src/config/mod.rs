@@ -15,6 +15,7 @@ mod lockout;
 mod rate_limits;
 mod server;
 mod sessions;
+mod signing;
 mod telemetry;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,7 @@ pub use lockout::LockoutSettings;
 pub use rate_limits::RateLimitSettings;
 pub use server::ServerSettings;
 pub use sessions::SessionSettings;
+pub use signing::{MAX_ACCESS_TOKEN_TTL_SECS, SigningSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};
 
 /// Warden: password + TOTP authentication over gRPC.
@@ -65,6 +67,9 @@ pub struct Config {
     /// TOTP encryption keys and the token key.
     #[command(flatten)]
     pub keys: KeySettings,
+    /// Access tokens: signing keys, issuer, audience, lifetime.
+    #[command(flatten)]
+    pub signing: SigningSettings,
     /// Session and login-challenge lifetimes.
     #[command(flatten)]
     pub sessions: SessionSettings,
@@ -146,7 +151,8 @@ impl Config {
         self.passwords.validate()?;
         self.hashing.validate()?;
         self.rate_limits.validate()?;
-        self.keys.validate()
+        self.keys.validate()?;
+        self.signing.validate()
     }
 }
 

@@ -28,7 +28,8 @@ pub struct ServerSettings {
     /// gRPC probes cannot speak TLS). Unset: none.
     #[arg(long, env = "WARDEN_HEALTH_LISTEN", global = true)]
     pub health_listen: Option<SocketAddr>,
-    /// Plaintext HTTP listener for `GET /metrics` (Prometheus text format).
+    /// Plaintext HTTP listener for `GET /metrics` (Prometheus text format)
+    /// and `GET /.well-known/jwks.json` (the access-token signing keys).
     /// Unset: none.
     #[arg(long, env = "WARDEN_HTTP_LISTEN", global = true)]
     pub http_listen: Option<SocketAddr>,

@@ -56,6 +56,8 @@ fn each_oversized_or_zero_setting_is_refused_by_name() -> Result<(), clap::Error
         ("--db-max-connections", "0"),
         ("--max-in-flight", "18446744073709551615"),
         ("--rate-limit-register-per-hour", "0"),
+        ("--access-token-ttl-secs", "0"),
+        ("--access-token-ttl-secs", "86401"),
     ];
     for (flag, value) in cases {
         let config = parsed(&[flag, value])?;
@@ -123,5 +125,21 @@ fn tls_files_come_in_pairs_and_a_client_ca_needs_them() -> Result<(), clap::Erro
         "0.0.0.0:9090",
     ])?;
     assert_eq!(full, Ok(()));
+    Ok(())
+}
+
+#[test]
+fn access_token_names_must_be_printable_and_an_empty_audience_means_none() -> Result<(), clap::Error>
+{
+    let refusal = |args: &[&str]| parsed(args).map(|c| c.validate().map_err(|e| e.0));
+
+    let issuer = refusal(&["--issuer", ""])?;
+    let audience = refusal(&["--access-token-audience", "a\u{7}b"])?;
+    let empty = parsed(&["--access-token-audience", ""])?;
+
+    assert!(issuer.is_err_and(|e| e.contains("WARDEN_ISSUER")));
+    assert!(audience.is_err_and(|e| e.contains("WARDEN_ACCESS_TOKEN_AUDIENCE")));
+    assert_eq!(empty.validate().map_err(|e| e.0), Ok(()));
+    assert_eq!(empty.signing.audience(), None);
     Ok(())
 }

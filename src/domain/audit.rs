@@ -52,6 +52,8 @@ pub enum AuditEvent {
     SessionsRevoked,
     /// A per-IP rate limit refused a call.
     RateLimited,
+    /// IssueAccessToken signed an access token for a session.
+    AccessTokenIssued,
 }
 
 impl AuditEvent {
@@ -78,6 +80,7 @@ impl AuditEvent {
             Self::SessionRevoked => "session.revoked",
             Self::SessionsRevoked => "sessions.revoked",
             Self::RateLimited => "rate_limited",
+            Self::AccessTokenIssued => "access_token.issued",
         }
     }
 }

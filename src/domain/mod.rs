@@ -3,11 +3,13 @@
 //!
 //! [`AuthService`] is defined here and each use-case adds its methods in a
 //! module of its own: [`register`], [`login`], [`sessions`], [`enrollment`]
-//! (TOTP), [`challenge`] (the second step of a login), [`step_up`] and
+//! (TOTP), [`challenge`] (the second step of a login), [`step_up`],
+//! [`access_token`] (signed tokens for local validation) and
 //! [`maintenance`]. [`second_factor`] is the seam every second factor plugs
 //! into, [`budget`] the failure budget every credential check goes through,
 //! and [`store`] the storage ports.
 
+pub mod access_token;
 pub mod audit;
 pub mod budget;
 pub mod challenge;
@@ -28,10 +30,13 @@ pub mod username;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crypto::Keys;
 use crate::crypto::keyring::{KeyRing, Sealed};
 use crate::crypto::password::SecretHasher;
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::tokens::TokenKey;
 use crate::crypto::totp::TotpSecret;
+use crate::domain::access_token::AccessTokenPolicy;
 use crate::domain::budget::{Attempt, BudgetPolicy};
 use crate::domain::clock::Clock;
 use crate::domain::ids::UserId;
@@ -61,6 +66,8 @@ pub struct Settings {
     pub password_policy: PasswordPolicy,
     /// The failure budget.
     pub budget: BudgetPolicy,
+    /// What access tokens say and how long they live.
+    pub access_tokens: AccessTokenPolicy,
 }
 
 /// The use-cases, over a store.
@@ -71,6 +78,7 @@ pub struct AuthService<S> {
     recovery_codes: SecretHasher,
     tokens: TokenKey,
     keys: KeyRing,
+    signing: SigningKeys,
     settings: Settings,
 }
 
@@ -87,17 +95,22 @@ impl<S: Store> AuthService<S> {
         clock: Arc<dyn Clock>,
         passwords: SecretHasher,
         recovery_codes: SecretHasher,
-        tokens: TokenKey,
-        keys: KeyRing,
+        keys: Keys,
         settings: Settings,
     ) -> Self {
+        let Keys {
+            ring,
+            token,
+            signing,
+        } = keys;
         Self {
             store,
             clock,
             passwords,
             recovery_codes,
-            tokens,
-            keys,
+            tokens: token,
+            keys: ring,
+            signing,
             settings,
         }
     }

@@ -34,11 +34,12 @@ pub struct AccountView {
 impl<S: Store> AuthService<S> {
     /// Resolves a presented session token to a live session, refreshing its
     /// last-use time coarsely. `None` means no usable token was presented.
+    /// Every Bearer call, IssueAccessToken included, goes through here.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<SessionView, AuthError> {
         let hash = token
             .and_then(|t| self.tokens.hash_presented(TokenKind::Session, t))
             .ok_or(AuthError::SessionInvalid)?;
-        let session = self
+        let mut session = self
             .store
             .session_by_hash(&hash)
             .await?
@@ -55,6 +56,10 @@ impl<S: Store> AuthService<S> {
             self.store
                 .touch_session(session.id, now, stale_before)
                 .await?;
+            // What the row now says (or, if a concurrent call refreshed it
+            // first, within a moment of it): callers that reason about the
+            // idle end see this use.
+            session.last_used_at = now;
         }
         Ok(session)
     }

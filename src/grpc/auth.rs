@@ -316,8 +316,8 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
         )
     }
 
-    // Pending (issues 15 and 16): the wire is fixed first so the work can
-    // proceed in parallel; these answer UNIMPLEMENTED until then.
+    // Pending (issue 15): the wire is fixed first so the work can proceed
+    // in parallel; this answers UNIMPLEMENTED until then.
     async fn forget_trusted_devices(
         &self,
         _request: Request<pb::ForgetTrustedDevicesRequest>,
@@ -329,17 +329,26 @@ impl<S: Store> AuthServiceRpc for AuthGrpc<S> {
 
     async fn issue_access_token(
         &self,
-        _request: Request<pb::IssueAccessTokenRequest>,
+        request: Request<pb::IssueAccessTokenRequest>,
     ) -> RpcResult<pb::IssueAccessTokenResponse> {
-        Err(Status::unimplemented(
-            "IssueAccessToken is not implemented yet",
-        ))
+        let token = bearer(&request);
+        reply(
+            self.service
+                .issue_access_token(token.as_deref())
+                .await
+                .map(|t| pb::IssueAccessTokenResponse {
+                    access_token: t.token.expose_secret().to_owned(),
+                    expires_at: Some(timestamp(t.expires_at)),
+                }),
+        )
     }
 
     async fn get_jwks(
         &self,
         _request: Request<pb::GetJwksRequest>,
     ) -> RpcResult<pb::GetJwksResponse> {
-        Err(Status::unimplemented("GetJwks is not implemented yet"))
+        Ok(Response::new(pb::GetJwksResponse {
+            jwks_json: self.service.jwks_json().to_owned(),
+        }))
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod abuse;
+mod access_tokens;
 mod accounts;
 mod audit;
 mod budget;
@@ -23,6 +24,7 @@ mod replicas;
 mod secrets;
 mod sessions;
 mod settings;
+mod signing_keys;
 mod step_up;
 mod totp;
 mod transport;

@@ -322,7 +322,10 @@ async fn keys_load_from_files_and_match_the_same_keys_given_inline() {
     let token_key = db.dir().join("token-key");
     std::fs::write(&keys, format!("k1:{}\n", BASE64.encode(&[1u8; 32]))).unwrap();
     std::fs::write(&token_key, format!("{}\n", BASE64.encode(&[2u8; 32]))).unwrap();
+    let signing = db.dir().join("signing-keys");
+    std::fs::write(&signing, format!("s1:{}\n", BASE64.encode(&[3u8; 32]))).unwrap();
     let (keys, token_key) = (keys.display().to_string(), token_key.display().to_string());
+    let signing = signing.display().to_string();
 
     // The inline keys, then the files holding the same keys.
     let inline = ServerProcess::start(&db, &[]);
@@ -347,14 +350,22 @@ async fn keys_load_from_files_and_match_the_same_keys_given_inline() {
     else {
         panic!("expected a session")
     };
+    let inline_jwks = client.get_jwks(pb::GetJwksRequest {}).await.unwrap();
     inline.kill();
     let from_files = ServerProcess::start_without_keys(
         &db,
         &[
             ("WARDEN_KEYS_FILE", &keys),
             ("WARDEN_TOKEN_KEY_FILE", &token_key),
+            ("WARDEN_SIGNING_KEYS_FILE", &signing),
         ],
     );
+    let files_jwks = from_files
+        .client()
+        .await
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .unwrap();
     let validated = from_files
         .client()
         .await
@@ -366,6 +377,11 @@ async fn keys_load_from_files_and_match_the_same_keys_given_inline() {
     assert!(
         validated.is_ok(),
         "the token key from the file is the same key: {validated:?}"
+    );
+    assert_eq!(
+        files_jwks.into_inner().jwks_json,
+        inline_jwks.into_inner().jwks_json,
+        "the signing key from the file is the same key"
     );
 }
 

@@ -60,6 +60,8 @@ impl Secrets {
         self.add("token key", BASE64.encode(&[2u8; 32]));
         self.add("key bytes", format!("{:?}", [1u8; 32]));
         self.add("key bytes", format!("{:?}", [2u8; 32]));
+        self.add("signing seed", BASE64.encode(&[3u8; 32]));
+        self.add("key bytes", format!("{:?}", [3u8; 32]));
         self.add("password hash", "$argon2id$");
     }
 
@@ -225,6 +227,21 @@ async fn exercise(
         .get_account(bearer(pb::GetAccountRequest {}, &forged))
         .await
         .unwrap_err();
+    let access = client
+        .issue_access_token(bearer(pb::IssueAccessTokenRequest {}, &first.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    secrets.add("access token", access.as_str());
+    let (signed, signature) = access.rsplit_once('.').unwrap();
+    secrets.add("access token signature", signature);
+    secrets.add("access token signing input", signed);
+    client
+        .issue_access_token(bearer(pb::IssueAccessTokenRequest {}, &forged))
+        .await
+        .unwrap_err();
+    client.get_jwks(pb::GetJwksRequest {}).await.unwrap();
     client
         .enroll_totp(bearer(
             pb::EnrollTotpRequest {

@@ -95,6 +95,11 @@ Environment shared by the server, the migration init container and the Job.
     secretKeyRef:
       name: {{ include "warden.secretName" . }}
       key: token-key
+- name: WARDEN_SIGNING_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "warden.secretName" . }}
+      key: signing-keys
 - name: WARDEN_HASH_CONCURRENCY
   value: {{ include "warden.hashConcurrency" . | quote }}
 - name: WARDEN_ARGON2_MEMORY_KIB

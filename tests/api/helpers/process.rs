@@ -38,9 +38,11 @@ impl ServerProcess {
                 .expect("test key")
         };
         let (keys, token_key) = (secret(&config.keys.ring), secret(&config.keys.token));
+        let signing = secret(&config.signing.keys);
         let mut all = vec![
             ("WARDEN_KEYS", keys.as_str()),
             ("WARDEN_TOKEN_KEY", token_key.as_str()),
+            ("WARDEN_SIGNING_KEYS", signing.as_str()),
         ];
         all.extend_from_slice(envs);
         Self::start_without_keys(db, &all)

@@ -23,6 +23,9 @@ pub fn epoch() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The key id of the signing key every test server is configured with.
+pub const TEST_SIGNING_KID: &str = "s1";
+
 /// A configuration for tests: port 0, cheap argon2, fixed keys, limits off.
 pub fn test_config(db: &TestDatabase) -> Config {
     let mut config = Cli::try_parse_from(["warden"])
@@ -39,6 +42,7 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.rate_limits.enabled = false;
     config.keys.ring = Some(format!("k1:{}", BASE64.encode(&[1u8; 32])).into());
     config.keys.token = Some(BASE64.encode(&[2u8; 32]).into());
+    config.signing.keys = Some(format!("{TEST_SIGNING_KID}:{}", BASE64.encode(&[3u8; 32])).into());
     config
 }
 
