@@ -481,6 +481,15 @@ async fn spans_of_the_last_calls_are_flushed_on_sigterm() {
                 .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
                 .unwrap(),
         )
+        .env(
+            "WARDEN_SIGNING_KEYS",
+            config
+                .signing
+                .keys
+                .as_ref()
+                .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
+                .unwrap(),
+        )
         .env("WARDEN_ARGON2_MEMORY_KIB", "256")
         .env("WARDEN_ARGON2_ITERATIONS", "1")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector().url())

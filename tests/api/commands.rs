@@ -21,6 +21,8 @@ fn warden(db: &TestDatabase, args: &[&str], envs: &[(&str, String)]) -> Output {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WARDEN_DATABASE_URL", &db.url)
         .env("WARDEN_TOKEN_KEY", key(2))
+        // Like `serve`, the subcommands refuse PostgreSQL without signing keys.
+        .env("WARDEN_SIGNING_KEYS", format!("s1:{}", key(3)))
         .args(args);
     for (name, value) in envs {
         command.env(name, value);
