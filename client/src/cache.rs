@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::Clock;
 use crate::{ClientError, Identity};
 
 /// The digest a token is cached under.
@@ -127,24 +128,28 @@ impl Cache {
     }
 
     /// The cached identity for `key`, or `fetch`'s answer, stored only when
-    /// it is a success (until `ttl`, never past its `expires_at`).
+    /// it is a success (until `ttl`, never past its `expires_at`), with
+    /// times read from `clock`.
     pub(crate) async fn get_or_fetch<Fut>(
         &self,
         key: Key,
         ttl: Duration,
+        clock: &dyn Clock,
         fetch: impl FnOnce() -> Fut,
     ) -> Result<Identity, ClientError>
     where
         Fut: Future<Output = Result<Identity, ClientError>>,
     {
-        if let Some(identity) = self.get(&key, Instant::now()) {
+        if let Some(identity) = self.get(&key, clock.instant()) {
             return Ok(identity);
         }
         let result = fetch().await;
         match &result {
             Ok(identity) => {
-                let now = Instant::now();
-                if let Some(deadline) = deadline(now, SystemTime::now(), ttl, identity.expires_at) {
+                // Measured after the answer: a slow call does not extend it
+                // past `expires_at`, and the TTL starts when it was known.
+                let now = clock.instant();
+                if let Some(deadline) = deadline(now, clock.wall(), ttl, identity.expires_at) {
                     self.insert(key, identity.clone(), deadline, now);
                 }
             }
@@ -169,15 +174,17 @@ impl Cache {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::clock::{ManualClock, SystemClock};
 
     fn identity(user: &str) -> Identity {
         Identity {
             user_id: user.into(),
-            username: user.into(),
+            username: Some(user.into()),
             session_id: format!("s-{user}"),
             amr: vec!["pwd".into()],
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
             authenticated_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000),
+            credential: crate::Credential::SessionToken,
         }
     }
 
@@ -289,8 +296,14 @@ mod tests {
             id.expires_at = far_future();
             async move { Ok(id) }
         };
-        cache.get_or_fetch(key("ok"), 5 * S, ok).await.unwrap();
-        cache.get_or_fetch(key("ok"), 5 * S, ok).await.unwrap();
+        cache
+            .get_or_fetch(key("ok"), 5 * S, &SystemClock, ok)
+            .await
+            .unwrap();
+        cache
+            .get_or_fetch(key("ok"), 5 * S, &SystemClock, ok)
+            .await
+            .unwrap();
         assert_eq!(calls.get(), 1, "the second answer came from the cache");
 
         calls.set(0);
@@ -311,30 +324,12 @@ mod tests {
                 })
             }
         };
-        assert!(
-            cache
-                .get_or_fetch(key("bad"), 5 * S, rejected)
-                .await
-                .is_err()
-        );
-        assert!(
-            cache
-                .get_or_fetch(key("bad"), 5 * S, rejected)
-                .await
-                .is_err()
-        );
-        assert!(
-            cache
-                .get_or_fetch(key("down"), 5 * S, unavailable)
-                .await
-                .is_err()
-        );
-        assert!(
-            cache
-                .get_or_fetch(key("down"), 5 * S, unavailable)
-                .await
-                .is_err()
-        );
+        for _ in 0..2 {
+            let r = cache.get_or_fetch(key("bad"), 5 * S, &SystemClock, rejected);
+            assert!(r.await.is_err());
+            let r = cache.get_or_fetch(key("down"), 5 * S, &SystemClock, unavailable);
+            assert!(r.await.is_err());
+        }
         assert_eq!(calls.get(), 4, "every failure asked again");
         assert_eq!(cache.len(), 1, "only the success is held");
     }
@@ -351,7 +346,7 @@ mod tests {
         };
         for _ in 0..3 {
             cache
-                .get_or_fetch(key("ok"), Duration::ZERO, ok)
+                .get_or_fetch(key("ok"), Duration::ZERO, &SystemClock, ok)
                 .await
                 .unwrap();
         }
@@ -360,15 +355,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_expired_session_is_not_stored() {
+    async fn on_a_manual_clock_an_answer_lives_for_the_ttl_then_is_asked_again() {
+        let clock = ManualClock::new();
         let cache = Cache::new(10);
-        let past = || {
-            let mut id = identity("p");
-            id.expires_at = SystemTime::now() - S;
+        let calls = std::cell::Cell::new(0);
+        let expires_at = clock.wall() + 60 * S;
+        let ok = || {
+            calls.set(calls.get() + 1);
+            let mut id = identity("m");
+            id.expires_at = expires_at;
             async move { Ok(id) }
         };
-        cache.get_or_fetch(key("p"), 5 * S, past).await.unwrap();
-        assert_eq!(cache.len(), 0);
+        let fetch = || cache.get_or_fetch(key("m"), 5 * S, &clock, ok);
+        fetch().await.unwrap();
+        clock.advance(4 * S);
+        fetch().await.unwrap();
+        assert_eq!(calls.get(), 1, "within the TTL");
+        clock.advance(S);
+        fetch().await.unwrap();
+        assert_eq!(calls.get(), 2, "asked again at the TTL");
+        // Near the session's end the entry lives only until expires_at.
+        clock.advance(53 * S);
+        fetch().await.unwrap();
+        clock.advance(2 * S);
+        fetch().await.unwrap();
+        assert_eq!(calls.get(), 4, "never served past expires_at");
+        // An answer that is already past its end is not stored.
+        fetch().await.unwrap();
+        assert_eq!((calls.get(), cache.len()), (5, 0));
     }
 
     #[test]

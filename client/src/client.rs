@@ -1,51 +1,98 @@
-//! The connection to Warden and ValidateSession with its cache.
+//! The connection to Warden: ValidateSession with its cache, and local
+//! verification of access tokens.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
+use crate::access::{self, Expectations};
 use crate::cache::{self, Cache};
+use crate::clock::Clock;
+use crate::jwks::{Jwks, JwksSource};
 use crate::pb::auth_service_client::AuthServiceClient;
-use crate::{ClientError, Identity, pb};
+use crate::{AccessClaims, ClientError, Identity, pb};
 
-/// How long a positive answer is reused by default.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
-/// How many tokens the cache holds by default.
-pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
-/// Default time limit for establishing a connection.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time limit for one ValidateSession call.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A handle on Warden; cheap to clone (clones share the connection and the
-/// cache).
+/// A handle on Warden; cheap to clone (clones share the connection, the
+/// session cache and the signing keys).
 #[derive(Clone)]
 pub struct WardenClient {
     grpc: AuthServiceClient<Channel>,
     cache: Arc<Cache>,
     ttl: Duration,
+    clock: Arc<dyn Clock>,
+    jwks: Arc<Jwks>,
+    expect: Arc<Expectations>,
 }
 
 impl std::fmt::Debug for WardenClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WardenClient")
             .field("cache_ttl", &self.ttl)
+            .field("expectations", &self.expect)
             .finish_non_exhaustive()
+    }
+}
+
+/// GetJwks on the client's own connection.
+struct GetJwks(AuthServiceClient<Channel>);
+
+impl JwksSource for GetJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, ClientError>> + Send + '_>> {
+        let mut grpc = self.0.clone();
+        Box::pin(async move {
+            let response = grpc
+                .get_jwks(pb::GetJwksRequest {})
+                .await
+                .map_err(|status| match ClientError::from_status(&status) {
+                    // GetJwks takes no credential: any "no" is a broken
+                    // answer, not a verdict on the caller's token.
+                    ClientError::Rejected { reason } => ClientError::Unavailable {
+                        code: status.code(),
+                        reason,
+                    },
+                    other => other,
+                })?;
+            Ok(response.into_inner().jwks_json)
+        })
     }
 }
 
 impl WardenClient {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`) with the
-    /// default settings. Use [`WardenClient::builder`] for TLS, timeouts
-    /// and the cache.
+    /// default settings. Use [`WardenClient::builder`] for TLS, timeouts,
+    /// the cache and access-token expectations.
     pub async fn connect(endpoint: impl Into<String>) -> Result<Self, ClientError> {
         Self::builder(endpoint).connect().await
     }
 
     /// Settings for a connection to `endpoint`.
-    pub fn builder(endpoint: impl Into<String>) -> WardenClientBuilder {
-        WardenClientBuilder::new(endpoint.into())
+    pub fn builder(endpoint: impl Into<String>) -> crate::WardenClientBuilder {
+        crate::WardenClientBuilder::new(endpoint.into())
+    }
+
+    pub(crate) fn assemble(
+        channel: Channel,
+        settings: &crate::builder::Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let grpc = AuthServiceClient::new(channel);
+        let jwks = Jwks::new(
+            Box::new(GetJwks(grpc.clone())),
+            clock.clone(),
+            settings.jwks_ttl,
+            settings.jwks_min_refresh_interval,
+        );
+        Self {
+            cache: Arc::new(Cache::new(settings.cache_capacity)),
+            ttl: settings.cache_ttl,
+            jwks: Arc::new(jwks),
+            expect: Arc::new(settings.expect.clone()),
+            clock,
+            grpc,
+        }
     }
 
     /// The generated gRPC client on this client's connection, for the other
@@ -54,8 +101,20 @@ impl WardenClient {
         self.grpc.clone()
     }
 
-    /// Asks Warden who `token` belongs to, reusing a positive answer for at
-    /// most the cache TTL and never past the session's end.
+    /// Who a bearer token belongs to, whichever kind it is: a compact JWS
+    /// (three dot-separated base64url parts) is verified locally as an
+    /// access token ([`WardenClient::verify_access_token`]); anything else
+    /// is asked of Warden as a session token ([`WardenClient::validate`]).
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, ClientError> {
+        if access::looks_like_jws(token) {
+            Ok(self.verify_access_token(token).await?.into())
+        } else {
+            self.validate(token).await
+        }
+    }
+
+    /// Asks Warden who the session `token` belongs to, reusing a positive
+    /// answer for at most the cache TTL and never past the session's end.
     ///
     /// [`ClientError::Rejected`] means not signed in; any other error means
     /// Warden gave no answer and the caller must fail closed.
@@ -66,7 +125,7 @@ impl WardenClient {
             });
         }
         self.cache
-            .get_or_fetch(cache::key(token), self.ttl, || {
+            .get_or_fetch(cache::key(token), self.ttl, &*self.clock, || {
                 self.validate_uncached(token)
             })
             .await
@@ -84,157 +143,24 @@ impl WardenClient {
         Identity::from_response(response.into_inner())
     }
 
+    /// Verifies a Warden access token locally: `alg` `EdDSA` only, the
+    /// signature against Warden's published keys (fetched with GetJwks,
+    /// cached, refreshed once for an unknown `kid`), then `iss`, `aud` and
+    /// `exp` (with the configured leeway).
+    ///
+    /// [`ClientError::AccessToken`] says why a token was refused;
+    /// [`ClientError::Unavailable`] means the keys could not be fetched.
+    /// A revoked session's access tokens verify until they expire: call
+    /// [`WardenClient::validate`] where revocation must count at once.
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessClaims, ClientError> {
+        let unverified = access::parse(token)?;
+        let key = self.jwks.key(&unverified.kid).await?;
+        Ok(unverified.verify(&key, &self.expect, self.clock.wall())?)
+    }
+
     /// Drops any cached answer for `token` (e.g. after the backend itself
     /// logged the user out).
     pub fn forget(&self, token: &str) {
         self.cache.remove(&cache::key(token));
-    }
-}
-
-/// Settings for a [`WardenClient`]: TLS, timeouts and the cache.
-#[derive(Clone)]
-pub struct WardenClientBuilder {
-    endpoint: String,
-    ca_pem: Option<Vec<u8>>,
-    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
-    domain_name: Option<String>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    cache_ttl: Duration,
-    cache_capacity: usize,
-}
-
-impl std::fmt::Debug for WardenClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The client key stays out of logs.
-        f.debug_struct("WardenClientBuilder")
-            .field("endpoint", &self.endpoint)
-            .field("ca_certificate", &self.ca_pem.is_some())
-            .field("client_identity", &self.identity_pem.is_some())
-            .field("domain_name", &self.domain_name)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("cache_capacity", &self.cache_capacity)
-            .finish()
-    }
-}
-
-impl WardenClientBuilder {
-    fn new(endpoint: String) -> Self {
-        Self {
-            endpoint,
-            ca_pem: None,
-            identity_pem: None,
-            domain_name: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            cache_ttl: DEFAULT_CACHE_TTL,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
-        }
-    }
-
-    /// Trusts this CA (PEM) for Warden's server certificate; turns TLS on.
-    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_pem = Some(pem.into());
-        self
-    }
-
-    /// Presents this client certificate and key (PEM) for mTLS; turns TLS on.
-    pub fn client_identity(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
-    ) -> Self {
-        self.identity_pem = Some((cert_pem.into(), key_pem.into()));
-        self
-    }
-
-    /// The name to verify Warden's certificate against, when it differs
-    /// from the endpoint's host.
-    pub fn tls_domain_name(mut self, name: impl Into<String>) -> Self {
-        self.domain_name = Some(name.into());
-        self
-    }
-
-    /// Time limit for establishing a connection (default 5 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Time limit for each call (default 5 s); past it, `validate` returns
-    /// [`ClientError::Unavailable`].
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// How long a positive answer is reused (default 5 s; zero disables the
-    /// cache). Revocations take up to this long to be seen.
-    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        self.cache_ttl = ttl;
-        self
-    }
-
-    /// How many tokens the cache holds at most (default 10 000).
-    pub fn cache_capacity(mut self, capacity: usize) -> Self {
-        self.cache_capacity = capacity;
-        self
-    }
-
-    fn endpoint(&self) -> Result<Endpoint, ClientError> {
-        let mut endpoint = Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| ClientError::Config(format!("endpoint: {e}")))?
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout);
-        let tls = self.ca_pem.is_some()
-            || self.identity_pem.is_some()
-            || self.endpoint.starts_with("https://");
-        if tls {
-            // Uses any root store tonic was built with, plus the given CA.
-            let mut config = ClientTlsConfig::new().with_enabled_roots();
-            if let Some(pem) = &self.ca_pem {
-                config = config.ca_certificate(Certificate::from_pem(pem));
-            }
-            if let Some((cert, key)) = &self.identity_pem {
-                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
-            }
-            if let Some(name) = &self.domain_name {
-                config = config.domain_name(name.clone());
-            }
-            endpoint = endpoint
-                .tls_config(config)
-                .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
-        }
-        Ok(endpoint)
-    }
-
-    fn finish(&self, channel: Channel) -> WardenClient {
-        WardenClient {
-            grpc: AuthServiceClient::new(channel),
-            cache: Arc::new(Cache::new(self.cache_capacity)),
-            ttl: self.cache_ttl,
-        }
-    }
-
-    /// Connects now; [`ClientError::Unavailable`] if Warden cannot be
-    /// reached. The connection is re-established as needed afterwards.
-    pub async fn connect(self) -> Result<WardenClient, ClientError> {
-        let channel = self.endpoint()?.connect().await.map_err(|e| {
-            tracing::debug!(error = %e, "cannot connect to Warden");
-            ClientError::Unavailable {
-                code: tonic::Code::Unavailable,
-                reason: String::new(),
-            }
-        })?;
-        Ok(self.finish(channel))
-    }
-
-    /// Connects on first use, so a backend can start while Warden is down
-    /// (its requests then fail closed until Warden answers).
-    pub fn connect_lazy(self) -> Result<WardenClient, ClientError> {
-        let channel = self.endpoint()?.connect_lazy();
-        Ok(self.finish(channel))
     }
 }

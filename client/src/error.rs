@@ -3,12 +3,15 @@
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
+use crate::AccessTokenError;
+
 /// Why a token was not accepted.
 ///
-/// [`ClientError::Rejected`] means Warden answered and said no: treat the
-/// caller as not signed in (401 / UNAUTHENTICATED). Every other variant means
+/// [`ClientError::Rejected`] (Warden answered and said no) and
+/// [`ClientError::AccessToken`] (the access token does not verify) mean the
+/// caller is not signed in: 401 / UNAUTHENTICATED. Every other variant means
 /// there is no answer to act on: fail closed (503 / UNAVAILABLE), never treat
-/// the caller as signed in.
+/// the caller as signed in. [`ClientError::is_rejected`] tells the two apart.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -21,6 +24,9 @@ pub enum ClientError {
         /// The ErrorInfo reason from Warden's contract.
         reason: String,
     },
+    /// The access token was verified locally and refused; the kind says why.
+    #[error("{0}")]
+    AccessToken(#[from] AccessTokenError),
     /// Warden could not be reached, timed out, was overloaded or failed.
     #[error("Warden is unavailable ({code:?}{}{})", if reason.is_empty() { "" } else { ", " }, reason)]
     Unavailable {
@@ -39,9 +45,21 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether Warden answered and said no (as opposed to no answer).
+    /// Whether the token was refused — by Warden or by local verification —
+    /// as opposed to no answer.
     pub fn is_rejected(&self) -> bool {
-        matches!(self, ClientError::Rejected { .. })
+        matches!(
+            self,
+            ClientError::Rejected { .. } | ClientError::AccessToken(_)
+        )
+    }
+
+    /// Why an access token was refused, if that is the error.
+    pub fn access_token_error(&self) -> Option<AccessTokenError> {
+        match self {
+            ClientError::AccessToken(kind) => Some(*kind),
+            _ => None,
+        }
     }
 
     /// The ErrorInfo reason, if any.
@@ -56,7 +74,7 @@ impl ClientError {
         }
     }
 
-    /// Maps a status from ValidateSession.
+    /// Maps a status from ValidateSession (or GetJwks).
     pub(crate) fn from_status(status: &tonic::Status) -> Self {
         let reason = status
             .get_error_details()

@@ -1,4 +1,5 @@
-//! A tower layer that lets through only requests with a valid session.
+//! A tower layer that lets through only requests with a valid session or
+//! access token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,9 +9,38 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tonic::Code;
 
-use crate::{ClientError, WardenClient};
+use crate::WardenClient;
+use crate::access::looks_like_jws;
 
-/// Requires `authorization: Bearer <session token>` on every request.
+/// Which bearer tokens the layer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accept {
+    /// Session tokens (asked of Warden, through the cache) and access tokens
+    /// (verified locally). The default.
+    #[default]
+    Any,
+    /// Only session tokens, for routes where a revocation must count within
+    /// the cache TTL rather than an access token's lifetime.
+    SessionTokens,
+    /// Only access tokens: no call to Warden per request.
+    AccessTokens,
+}
+
+/// What the layer answers when Warden cannot be asked (unreachable, timed
+/// out, overloaded, keys not fetchable). Neither lets the request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenUnavailable {
+    /// UNAVAILABLE (gRPC) / 503 with `retry-after` (HTTP): the caller can
+    /// tell an outage from a bad token and retry. The default.
+    #[default]
+    Refuse,
+    /// UNAUTHENTICATED / 401, for clients that treat every other status as
+    /// a fault of their own.
+    Unauthenticated,
+}
+
+/// Requires `authorization: Bearer <token>` on every request: a Warden
+/// session token or access token (see [`WardenClient::authenticate`]).
 ///
 /// A valid token puts its [`Identity`](crate::Identity) into the request's
 /// extensions for the inner service. Otherwise the inner service is not
@@ -25,12 +55,36 @@ use crate::{ClientError, WardenClient};
 #[derive(Clone, Debug)]
 pub struct RequireSession {
     client: WardenClient,
+    policy: Policy,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Policy {
+    accept: Accept,
+    when_unavailable: WhenUnavailable,
 }
 
 impl RequireSession {
-    /// A layer validating with `client` (and its cache).
+    /// A layer validating with `client` (and its cache and keys), taking
+    /// either kind of token and failing closed with 503 / UNAVAILABLE.
     pub fn new(client: WardenClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Which tokens to take (default [`Accept::Any`]).
+    pub fn accept(mut self, accept: Accept) -> Self {
+        self.policy.accept = accept;
+        self
+    }
+
+    /// What to answer when Warden cannot be asked (default
+    /// [`WhenUnavailable::Refuse`]).
+    pub fn when_unavailable(mut self, policy: WhenUnavailable) -> Self {
+        self.policy.when_unavailable = policy;
+        self
     }
 }
 
@@ -41,6 +95,7 @@ impl<S> tower::Layer<S> for RequireSession {
         RequireSessionService {
             inner,
             client: self.client.clone(),
+            policy: self.policy,
         }
     }
 }
@@ -50,6 +105,7 @@ impl<S> tower::Layer<S> for RequireSession {
 pub struct RequireSessionService<S> {
     inner: S,
     client: WardenClient,
+    policy: Policy,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -75,30 +131,47 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let client = self.client.clone();
+        let policy = self.policy;
         Box::pin(async move {
             let grpc = is_grpc(&request);
             let Some(token) = bearer(&request) else {
-                return Ok(deny(
-                    grpc,
-                    &ClientError::Rejected {
-                        reason: "SESSION_INVALID".into(),
-                    },
-                ));
+                return Ok(deny(grpc, Denial::NoToken));
             };
-            match client.validate(&token).await {
+            let taken = match policy.accept {
+                Accept::Any => true,
+                Accept::SessionTokens => !looks_like_jws(&token),
+                Accept::AccessTokens => looks_like_jws(&token),
+            };
+            if !taken {
+                return Ok(deny(grpc, Denial::BadToken));
+            }
+            match client.authenticate(&token).await {
                 Ok(identity) => {
                     request.extensions_mut().insert(identity);
                     inner.call(request).await
                 }
+                Err(e) if e.is_rejected() => Ok(deny(grpc, Denial::BadToken)),
                 Err(e) => {
-                    if !e.is_rejected() {
-                        tracing::warn!(error = %e, "Warden unavailable; refusing the request");
-                    }
-                    Ok(deny(grpc, &e))
+                    tracing::warn!(error = %e, "Warden unavailable; refusing the request");
+                    Ok(deny(
+                        grpc,
+                        match policy.when_unavailable {
+                            WhenUnavailable::Refuse => Denial::Unavailable,
+                            WhenUnavailable::Unauthenticated => Denial::BadToken,
+                        },
+                    ))
                 }
             }
         })
     }
+}
+
+/// Why a request is turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    NoToken,
+    BadToken,
+    Unavailable,
 }
 
 fn is_grpc<B>(request: &Request<B>) -> bool {
@@ -117,28 +190,39 @@ fn bearer<B>(request: &Request<B>) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-fn deny<B: Default>(grpc: bool, error: &ClientError) -> Response<B> {
-    let rejected = error.is_rejected();
+fn deny<B: Default>(grpc: bool, denial: Denial) -> Response<B> {
     if grpc {
-        let status = if rejected {
-            tonic::Status::new(Code::Unauthenticated, "session invalid")
-        } else {
-            tonic::Status::new(Code::Unavailable, "authentication unavailable")
+        let status = match denial {
+            Denial::NoToken | Denial::BadToken => {
+                tonic::Status::new(Code::Unauthenticated, "not signed in")
+            }
+            Denial::Unavailable => {
+                tonic::Status::new(Code::Unavailable, "authentication unavailable")
+            }
         };
         return status.into_http();
     }
     let mut response = Response::new(B::default());
-    if rejected {
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        response
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    } else {
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    let headers = response.headers_mut();
+    match denial {
+        Denial::NoToken => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // RFC 6750 §3.1: a token was presented and is not good.
+        Denial::BadToken => {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        Denial::Unavailable => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
     }
+    *response.status_mut() = match denial {
+        Denial::NoToken | Denial::BadToken => StatusCode::UNAUTHORIZED,
+        Denial::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    };
     response
 }
 
@@ -167,23 +251,25 @@ mod tests {
 
     #[test]
     fn denials_follow_the_protocol() {
-        let rejected = ClientError::Rejected {
-            reason: "SESSION_INVALID".into(),
-        };
-        let down = ClientError::Unavailable {
-            code: Code::Unavailable,
-            reason: String::new(),
-        };
-        let r: Response<String> = deny(true, &rejected);
+        let r: Response<String> = deny(true, Denial::BadToken);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "16");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
-        let r: Response<String> = deny(true, &down);
+        let r: Response<String> = deny(true, Denial::NoToken);
+        assert_eq!(r.headers()["grpc-status"], "16");
+        let r: Response<String> = deny(true, Denial::Unavailable);
         assert_eq!(r.headers()["grpc-status"], "14");
-        let r: Response<String> = deny(false, &rejected);
+        let r: Response<String> = deny(false, Denial::NoToken);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
-        let r: Response<String> = deny(false, &down);
+        let r: Response<String> = deny(false, Denial::BadToken);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        let r: Response<String> = deny(false, Denial::Unavailable);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
     }
 }

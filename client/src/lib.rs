@@ -6,12 +6,16 @@
 //!   [`WardenClientBuilder::cache_ttl`], 5 s by default, and never past the
 //!   session's `expires_at`; failures are never cached; tokens are cached
 //!   under their SHA-256 digest, never in clear).
+//! - [`WardenClient::verify_access_token`] checks Warden's short-lived
+//!   access tokens (EdDSA JWS) locally against the keys Warden publishes
+//!   (GetJwks, cached, refreshed once for an unknown `kid`, rate-limited).
 //! - [`RequireSession`] is a [`tower::Layer`] for tonic and HTTP servers: it
-//!   reads `authorization: Bearer <token>`, validates it and puts the
+//!   reads `authorization: Bearer`, takes either kind of token, puts the
 //!   [`Identity`] into the request's extensions, or answers UNAUTHENTICATED
 //!   (gRPC) / 401 (HTTP) — and UNAVAILABLE / 503 when Warden cannot answer.
-//! - [`ClientError`] tells "Warden said no" ([`ClientError::Rejected`]) from
-//!   "no answer" (everything else), so callers fail closed.
+//! - [`ClientError`] tells "the token is refused"
+//!   ([`ClientError::is_rejected`]) from "no answer" (everything else), so
+//!   callers fail closed.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), warden_client::ClientError> {
@@ -31,16 +35,26 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
+mod builder;
 mod cache;
 mod client;
+pub mod clock;
 mod error;
+mod identity;
+mod jwks;
 mod layer;
 
-use std::time::SystemTime;
-
-pub use client::{WardenClient, WardenClientBuilder};
+pub use access::{AccessClaims, AccessTokenError};
+pub use builder::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ISSUER,
+    DEFAULT_JWKS_MIN_REFRESH_INTERVAL, DEFAULT_JWKS_TTL, DEFAULT_LEEWAY, DEFAULT_REQUEST_TIMEOUT,
+    WardenClientBuilder,
+};
+pub use client::WardenClient;
 pub use error::ClientError;
-pub use layer::{RequireSession, RequireSessionService};
+pub use identity::{Credential, Identity};
+pub use layer::{Accept, RequireSession, RequireSessionService, WhenUnavailable};
 
 /// The generated gRPC client and messages of `warden.v1` (no server code).
 pub mod pb {
@@ -54,46 +68,5 @@ pub mod pb {
     tonic::include_proto!("warden.v1");
 }
 
-/// Who a valid session token belongs to, as ValidateSession says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The account's immutable id; key on this, never on the username.
-    pub user_id: String,
-    /// The account's current username.
-    pub username: String,
-    /// The session's public id (not a secret).
-    pub session_id: String,
-    /// How the user authenticated (compare as a set): `["pwd"]`, or with a
-    /// second factor `"mfa"` and `"otp"` / `"recovery_code"`. Require
-    /// `"mfa"` for sensitive actions.
-    pub amr: Vec<String>,
-    /// The session's absolute end.
-    pub expires_at: SystemTime,
-    /// When the user last proved who they are.
-    pub authenticated_at: SystemTime,
-}
-
-impl Identity {
-    /// Whether the session was completed with a second factor.
-    pub fn has_mfa(&self) -> bool {
-        self.amr.iter().any(|m| m == "mfa")
-    }
-
-    pub(crate) fn from_response(r: pb::ValidateSessionResponse) -> Result<Self, ClientError> {
-        let time = |t: Option<prost_types::Timestamp>, what| {
-            t.and_then(|t| SystemTime::try_from(t).ok())
-                .ok_or(ClientError::Protocol(what))
-        };
-        if r.user_id.is_empty() {
-            return Err(ClientError::Protocol("user_id missing"));
-        }
-        Ok(Self {
-            expires_at: time(r.expires_at, "expires_at missing or invalid")?,
-            authenticated_at: time(r.authenticated_at, "authenticated_at missing or invalid")?,
-            user_id: r.user_id,
-            username: r.username,
-            session_id: r.session_id,
-            amr: r.amr,
-        })
-    }
-}
+#[cfg(test)]
+mod test_keys;
