@@ -50,6 +50,19 @@ async fn unknown_and_empty_tokens_are_rejected() {
 }
 
 #[tokio::test]
+async fn a_restricted_session_is_refused_and_never_cached_as_valid() {
+    // Required TOTP: a session of an account without TOTP is restricted, and
+    // Warden answers PERMISSION_DENIED for it: a "no", never a pass.
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = Server::start_with(dir, |c| c.totp.require = true).await;
+    let (_, token) = server.signed_in("rita").await;
+    let client = WardenClient::connect(server.url()).await.expect("connect");
+    rejected_as(client.validate(&token).await, "TOTP_ENROLLMENT_REQUIRED");
+    rejected_as(client.validate(&token).await, "TOTP_ENROLLMENT_REQUIRED");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn logout_is_seen_at_once_without_a_cache() {
     let server = Server::start().await;
     let (_, token) = server.signed_in("bob").await;
