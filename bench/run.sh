@@ -15,7 +15,7 @@ out=bench/results
 mkdir -p "$out"
 postgres_url=${BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/test}
 
-cargo build --release --bin warden -p warden -p warden-bench
+cargo build --release -p warden -p warden-bench --bins
 bench=target/release/warden-bench
 
 # shellcheck disable=SC2086
