@@ -182,3 +182,76 @@ async fn concurrent_codes_on_one_challenge_judge_at_most_its_tries_and_one_right
         judged_wrong
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_codes_refused_by_a_full_hashing_queue_count_nothing() {
+    // One hashing thread and a queue of one: most of the concurrent codes
+    // are refused OVERLOADED before anything is judged.
+    let mut server = TestServer::start_with(|c| {
+        c.rate_limits.enabled = false;
+        c.hashing.concurrency = Some(1);
+        c.hashing.queue = 1;
+    })
+    .await;
+    let (id, token) = server.signed_in("lou", PASSWORD).await;
+    let (_, codes) = server.enable_totp(&token, PASSWORD).await;
+    let mut challenges = Vec::new();
+    for _ in 0..12 {
+        challenges.push(
+            server
+                .login_challenge("lou", PASSWORD)
+                .await
+                .challenge_token,
+        );
+    }
+
+    let answers = race(server.channels(12).await, move |mut client, i| {
+        let challenge = challenges[i].clone();
+        async move {
+            client
+                .use_recovery_code(pb::UseRecoveryCodeRequest {
+                    challenge_token: challenge,
+                    code: "AAAA-BBBB-CCCC-DDDD".into(),
+                    ..Default::default()
+                })
+                .await
+        }
+    })
+    .await;
+
+    let (mut judged, mut overloaded) = (0, 0);
+    for status in answers.iter().map(|a| a.as_ref().unwrap_err()) {
+        match status.code() {
+            Code::Unavailable => {
+                assert_status(status, Code::Unavailable, "OVERLOADED");
+                overloaded += 1;
+            }
+            Code::ResourceExhausted => {
+                assert_status(status, Code::ResourceExhausted, "ACCOUNT_LOCKED")
+            }
+            _ => {
+                assert_status(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+                judged += 1;
+            }
+        }
+    }
+    assert!(overloaded > 0, "the queue was never full");
+    assert!(judged <= 5, "{judged} codes judged beyond the budget");
+    assert_eq!(audit_events("recovery_code.failed", &id), judged);
+    if judged < 5 {
+        // What the refused calls did not spend is still there for the owner.
+        let challenge = server
+            .login_challenge("lou", PASSWORD)
+            .await
+            .challenge_token;
+        server
+            .client
+            .use_recovery_code(pb::UseRecoveryCodeRequest {
+                challenge_token: challenge,
+                code: codes[0].clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("the owner's right code still works");
+    }
+}

@@ -117,14 +117,7 @@ async fn a_restricted_session_may_only_enrol_and_confirming_lifts_it_at_once() {
     // and the account is still whole.
     assert_eq!(server.account(&token).await.user_id, user_id);
 
-    let enrollment = server.enroll(&token, PASSWORD).await;
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(enrollment.secret_base32.as_bytes())
-        .unwrap();
-    let codes = server
-        .confirm(&token, &independent_totp(&secret, server.now()))
-        .await
-        .unwrap();
+    let (_, codes) = server.enable_totp(&token, PASSWORD).await;
     assert_eq!(codes.len(), 10);
 
     let view = validate(&mut server, &token).await.unwrap();
