@@ -59,15 +59,9 @@ fn device_token(session: &mut IssuedSession) -> String {
 /// The session token from `authorization: Bearer <token>`: exactly one
 /// value, scheme case-insensitive. `None` for anything else.
 fn bearer<T>(request: &Request<T>) -> Option<String> {
-    let mut values = request.metadata().get_all("authorization").iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    let values = request.metadata().get_all("authorization");
+    let token = super::bearer::token(values.iter().map(|v| v.as_bytes()))?;
+    std::str::from_utf8(token).ok().map(str::to_owned)
 }
 
 /// Who is calling, for the session row.

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod auth;
+mod bearer;
 pub mod client_address;
 pub mod codec;
 pub mod guard;

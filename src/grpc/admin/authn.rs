@@ -50,17 +50,8 @@ type Response = http::Response<tonic::body::Body>;
 /// The presented token of `authorization: Bearer <token>`: exactly one
 /// value, scheme case-insensitive, as on the main listener.
 fn presented(headers: &http::HeaderMap) -> Option<&[u8]> {
-    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let bytes = value.as_bytes();
-    let space = bytes.iter().position(|b| *b == b' ')?;
-    let (scheme, rest) = bytes.split_at(space);
-    scheme
-        .eq_ignore_ascii_case(b"bearer")
-        .then(|| rest.trim_ascii())
+    let values = headers.get_all(http::header::AUTHORIZATION);
+    crate::grpc::bearer::token(values.iter().map(http::HeaderValue::as_bytes))
 }
 
 impl<S, B> Service<http::Request<B>> for AdminAuth<S>

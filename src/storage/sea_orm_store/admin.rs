@@ -17,8 +17,7 @@ use crate::domain::store::{
 };
 use crate::domain::username::Username;
 use crate::storage::entities::{
-    failure_budgets, login_challenges, recovery_codes, sessions, totp_secrets, trusted_devices,
-    users,
+    failure_budgets, recovery_codes, sessions, totp_secrets, trusted_devices, users,
 };
 
 /// `s` with the `LIKE` wildcards and the escape character escaped.
@@ -169,13 +168,7 @@ impl SeaOrmStore {
                     .map_err(db_error("end sessions"))?;
                 return Ok(ended.rows_affected);
             }
-            AccountEffect::EndChallenges => {
-                login_challenges::Entity::delete_many()
-                    .filter(login_challenges::Column::UserId.eq(id))
-                    .exec(tx)
-                    .await
-                    .map_err(db_error("end challenges"))?;
-            }
+            AccountEffect::EndChallenges => Self::end_challenges(tx, id).await?,
             AccountEffect::DeleteSecondFactors => {
                 totp_secrets::Entity::delete_many()
                     .filter(totp_secrets::Column::UserId.eq(id))

@@ -43,12 +43,18 @@ impl SeaOrmStore {
             .exec(tx)
             .await
             .map_err(db_error("end other sessions"))?;
+        Self::end_challenges(tx, user).await?;
+        Ok(ended.rows_affected)
+    }
+
+    /// Ends every open login challenge of `user`.
+    pub(super) async fn end_challenges(tx: &DatabaseTransaction, user: &str) -> StoreResult<()> {
         login_challenges::Entity::delete_many()
             .filter(login_challenges::Column::UserId.eq(user))
             .exec(tx)
             .await
             .map_err(db_error("end open challenges"))?;
-        Ok(ended.rows_affected)
+        Ok(())
     }
 
     /// Ends the oldest sessions of `user` beyond `max`.
