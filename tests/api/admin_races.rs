@@ -57,6 +57,12 @@ async fn no_session_survives_a_disable_racing_with_logins() {
                     Some(pb::login_response::Outcome::Session(s)) => issued.push(s.token),
                     other => panic!("unexpected outcome {other:?}"),
                 },
+                // A login that loses to the disable answers like an unknown
+                // name: a failure, and past five of them the name's lock,
+                // as for any unknown name.
+                Err(status) if status.code() == Code::ResourceExhausted => {
+                    assert_status(&status, Code::ResourceExhausted, "ACCOUNT_LOCKED");
+                }
                 Err(status) => {
                     assert_status(&status, Code::Unauthenticated, "INVALID_CREDENTIALS");
                 }
