@@ -146,20 +146,31 @@ impl SeaOrmStore {
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, after
-    /// waiting for this process's writer turn).
+    /// waiting for this process's writer turn) that a cancelled caller can
+    /// never leave half-begun.
     async fn begin_write(&self) -> StoreResult<WriteTx> {
         let turn = match &self.writer {
             Some(writer) => Some(writer.clone().lock_owned().await),
             None => None,
         };
-        let tx = self
-            .db
-            .begin_with_options(TransactionOptions {
+        // BEGIN runs in a task of its own, to its end. sqlx (0.9) arms its
+        // rollback guard only once BEGIN has answered: a call cancelled in
+        // between (a client deadline) leaves the connection inside a
+        // transaction sqlx does not know of, and the pool hands it out
+        // again, so the next caller's autocommit writes are never
+        // committed. Spawned, BEGIN always completes; a caller gone by then
+        // drops the finished transaction there, which rolls it back.
+        let db = self.db.clone();
+        let tx = tokio::spawn(async move {
+            db.begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
             })
             .await
-            .map_err(db_error("begin transaction"))?;
+        })
+        .await
+        .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("begin transaction")))?
+        .map_err(db_error("begin transaction"))?;
         Ok(WriteTx { tx, _turn: turn })
     }
 
