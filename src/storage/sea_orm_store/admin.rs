@@ -9,7 +9,7 @@ use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
-use super::{SeaOrmStore, corrupt, db_error, from_ms, ms, user_id};
+use super::{SeaOrmStore, corrupt, db_error, first_row, from_ms, ms, user_id};
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::store::{
     AccountEffect, AccountRecord, AdminStore, LiveWindow, SecretPurpose, SessionDetails,
@@ -262,8 +262,9 @@ impl AdminStore for SeaOrmStore {
             .select_only()
             .column(users::Column::Username)
             .into_tuple()
-            .one(&*tx)
+            .all(&*tx)
             .await
+            .map(first_row)
             .map_err(db_error("read username"))?
             .ok_or_else(|| corrupt("user vanished under its lock"))?;
         let mut ended = 0;
@@ -315,8 +316,9 @@ impl AdminStore for SeaOrmStore {
             .select_only()
             .column(sessions::Column::UserId)
             .into_tuple()
-            .one(&*tx)
+            .all(&*tx)
             .await
+            .map(first_row)
             .map_err(db_error("find session"))?;
         let Some(owner) = owner else {
             Self::abandon(tx).await?;

@@ -7,11 +7,10 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, db_error, from_ms, ms};
+use super::{SeaOrmStore, db_error, first_row, from_ms, ms};
 use crate::domain::ids::AttemptId;
 use crate::domain::store::{
-    BudgetGate, ChallengeTry, FailureBudgetStore, LockRule, Refusal, Reservation, StoreError,
-    StoreResult,
+    BudgetGate, ChallengeTry, FailureBudgetStore, LockRule, Refusal, Reservation, StoreResult,
 };
 use crate::domain::username::Username;
 use crate::storage::entities::{budget_reservations, failure_budgets, login_challenges};
@@ -50,14 +49,10 @@ impl SeaOrmStore {
                     .update_column(failure_budgets::Column::UpdatedAt)
                     .to_owned(),
             )
-            .exec_without_returning(tx)
+            // RETURNING: the row as locked, in the same round trip.
+            .exec_with_returning(tx)
             .await
-            .map_err(db_error("lock failure budget"))?;
-        failure_budgets::Entity::find_by_id(name.as_str().to_owned())
-            .one(tx)
-            .await
-            .map_err(db_error("read failure budget"))?
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("failure budget row vanished")))
+            .map_err(db_error("lock failure budget"))
     }
 }
 
@@ -194,8 +189,9 @@ impl FailureBudgetStore for SeaOrmStore {
     async fn release_attempt(&self, attempt: AttemptId) -> StoreResult<()> {
         let tx = self.begin_write().await?;
         let Some(reservation) = budget_reservations::Entity::find_by_id(attempt.to_string())
-            .one(&*tx)
+            .all(&*tx)
             .await
+            .map(first_row)
             .map_err(db_error("read budget reservation"))?
         else {
             // Settled already, or leased out and swept.
@@ -270,8 +266,9 @@ impl FailureBudgetStore for SeaOrmStore {
         let now = ms(now);
         Ok(
             failure_budgets::Entity::find_by_id(name.as_str().to_owned())
-                .one(&self.db)
+                .all(&self.db)
                 .await
+                .map(first_row)
                 .map_err(db_error("read failure budget"))?
                 .and_then(|b| b.locked_until)
                 .filter(|until| *until > now)

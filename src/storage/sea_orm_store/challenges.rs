@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, corrupt, db_error, ms, user_id};
+use super::{SeaOrmStore, corrupt, db_error, first_row, ms, user_id};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::ChallengeId;
 use crate::domain::store::{
@@ -85,8 +85,9 @@ impl ChallengeStore for SeaOrmStore {
             )
             .filter(users::Column::DisabledAt.is_null())
             .into_model::<ChallengeWithOwner>()
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("find challenge"))?
         else {
             return Ok(None);

@@ -98,6 +98,16 @@ fn db_error(context: &'static str) -> impl FnOnce(DbErr) -> StoreError {
     }
 }
 
+/// The row of a select on a unique key, read with `.all()` then this
+/// instead of `.one()`. SeaORM's `one()` binds `LIMIT ?` to 1, and SQLite
+/// (3.51, built with STAT4, as sqlx bundles it) counts a bound LIMIT among
+/// the values that may change a plan: binding it again expires the cached
+/// statement, so every such read was parsed and planned anew — on every
+/// ValidateSession. A unique key yields at most one row without a limit.
+fn first_row<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
 fn corrupt(what: &'static str) -> StoreError {
     StoreError::Other(anyhow::anyhow!("corrupt row: {what}"))
 }

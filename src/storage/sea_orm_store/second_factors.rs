@@ -1,14 +1,14 @@
 //! [`SecondFactorStore`] over `totp_secrets`, `recovery_codes` and the
 //! users' last accepted TOTP step.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
     QuerySelect,
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, corrupt, db_error, ms, sealed, step_value};
+use super::{SeaOrmStore, corrupt, db_error, first_row, ms, sealed, step_value};
 use crate::crypto::keyring::Sealed;
 use crate::domain::ids::{RecoveryCodeId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
@@ -16,7 +16,7 @@ use crate::domain::store::{
     CompletionError, SecondFactorState, SecondFactorStore, SecretPurpose, StoreResult,
     TotpConfirmation,
 };
-use crate::storage::entities::{recovery_codes, sessions, totp_secrets, users};
+use crate::storage::entities::{recovery_codes, sessions, totp_secrets, trusted_devices, users};
 
 impl SeaOrmStore {
     /// Spends `step` for `user`: only a step later than the stored one wins.
@@ -115,31 +115,42 @@ impl SecondFactorStore for SeaOrmStore {
             .await
             .map_err(db_error("read TOTP secrets"))?;
         // The last step, the unused codes and the live devices in one read:
-        // the second step of every two-factor login asks for them.
+        // the second step of every two-factor login asks for them. `now` is
+        // bound, never written into the SQL: a statement that changes every
+        // millisecond misses every connection's statement cache and evicts
+        // the hot statements from it.
+        let unused = Query::select()
+            .expr(Expr::col((recovery_codes::Entity, recovery_codes::Column::Id)).count())
+            .from(recovery_codes::Entity)
+            .and_where(
+                Expr::col((recovery_codes::Entity, recovery_codes::Column::UserId))
+                    .equals((users::Entity, users::Column::Id)),
+            )
+            .and_where(
+                Expr::col((recovery_codes::Entity, recovery_codes::Column::UsedAt)).is_null(),
+            )
+            .to_owned();
+        let devices = Query::select()
+            .expr(Expr::col((trusted_devices::Entity, trusted_devices::Column::Id)).count())
+            .from(trusted_devices::Entity)
+            .and_where(
+                Expr::col((trusted_devices::Entity, trusted_devices::Column::UserId))
+                    .equals((users::Entity, users::Column::Id)),
+            )
+            .and_where(
+                Expr::col((trusted_devices::Entity, trusted_devices::Column::ExpiresAt))
+                    .gt(ms(now)),
+            )
+            .to_owned();
         let (last_step, unused, devices): (Option<i64>, i64, i64) = users::Entity::find_by_id(id)
             .select_only()
             .column(users::Column::TotpLastStep)
-            .column_as(
-                Expr::cust(
-                    "(SELECT COUNT(*) FROM recovery_codes \
-                     WHERE recovery_codes.user_id = users.id AND recovery_codes.used_at IS NULL)",
-                ),
-                "unused",
-            )
-            .column_as(
-                // `now` is an integer the server computed, never input, so
-                // writing it into the SQL cannot inject anything.
-                Expr::cust(format!(
-                    "(SELECT COUNT(*) FROM trusted_devices \
-                     WHERE trusted_devices.user_id = users.id \
-                     AND trusted_devices.expires_at > {})",
-                    ms(now)
-                )),
-                "devices",
-            )
+            .column_as(Expr::from(unused), "unused")
+            .column_as(Expr::from(devices), "devices")
             .into_tuple()
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("read TOTP step, recovery codes and devices"))?
             .unwrap_or((None, 0, 0));
         let mut state = SecondFactorState {

@@ -3,15 +3,16 @@
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, JoinType,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QuerySelect,
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, corrupt, db_error, from_ms, ms, user_id};
+use super::{SeaOrmStore, corrupt, db_error, first_row, from_ms, ms, user_id};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::SessionId;
+use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::store::{
-    CompletionError, LoginProof, NewSession, SecretPurpose, SessionRecord, SessionStore,
+    CompletionError, LoginProof, NewSession, Refusal, SecretPurpose, SessionRecord, SessionStore,
     SettledAttempt, StoreResult,
 };
 use crate::domain::username::Username;
@@ -57,31 +58,35 @@ impl SeaOrmStore {
         Ok(())
     }
 
-    /// Ends the oldest sessions of `user` beyond `max`.
+    /// Ends the oldest sessions of `user` beyond `max`, in one statement:
+    /// a login pays this on every completion, and almost always there is
+    /// nothing to end. Ranked with `ROW_NUMBER()` rather than cut with
+    /// `LIMIT … OFFSET ?`: SQLite re-plans a statement whose LIMIT or OFFSET
+    /// is bound each time it is bound again (see [`super::first_row`]).
     pub(super) async fn evict_oldest(
         tx: &DatabaseTransaction,
         user: &str,
         max: u32,
     ) -> StoreResult<()> {
-        let excess: Vec<String> = sessions::Entity::find()
-            .select_only()
+        let ranked = Query::select()
             .column(sessions::Column::Id)
-            .filter(sessions::Column::UserId.eq(user))
-            .order_by_desc(sessions::Column::CreatedAt)
-            .order_by_desc(sessions::Column::Id)
-            .offset(u64::from(max))
-            .limit(1000)
-            .into_tuple()
-            .all(tx)
+            .expr_as(
+                Expr::cust("ROW_NUMBER() OVER (ORDER BY created_at DESC, id DESC)"),
+                "newest_first",
+            )
+            .from(sessions::Entity)
+            .and_where(sessions::Column::UserId.eq(user))
+            .to_owned();
+        let excess = Query::select()
+            .column("id")
+            .from_subquery(ranked, "ranked")
+            .and_where(Expr::col("newest_first").gt(i64::from(max)))
+            .to_owned();
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.in_subquery(excess))
+            .exec(tx)
             .await
-            .map_err(db_error("find excess sessions"))?;
-        if !excess.is_empty() {
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::Id.is_in(excess))
-                .exec(tx)
-                .await
-                .map_err(db_error("end excess sessions"))?;
-        }
+            .map_err(db_error("end excess sessions"))?;
         Ok(())
     }
 }
@@ -102,35 +107,58 @@ impl SessionStore for SeaOrmStore {
             | LoginProof::PasswordAnd { verified_hash, .. } => Some(verified_hash.as_str()),
             LoginProof::SecondFactor { .. } => None,
         };
-        Self::lock_user(&tx, &user, verified_hash, now).await?;
+        // A TOTP step is spent by the same UPDATE that locks the user row.
+        let step = match proof {
+            LoginProof::PasswordAnd {
+                proof: SecondFactorProof::TotpStep(step),
+                ..
+            }
+            | LoginProof::SecondFactor {
+                proof: SecondFactorProof::TotpStep(step),
+                ..
+            } => Some(*step),
+            _ => None,
+        };
+        Self::lock_user(&tx, &user, verified_hash, step, now).await?;
+        // The challenge next (the lock order is user, challenge, budget).
+        // A gated attempt has taken no try of it: the try's condition is
+        // part of the delete that uses it up, so a right code costs one
+        // statement here, not two.
+        if let LoginProof::SecondFactor { challenge, .. } = proof {
+            let try_ = attempt.gate.and_then(|gate| gate.challenge);
+            let mut used = login_challenges::Entity::delete_many()
+                .filter(login_challenges::Column::Id.eq(challenge.to_string()))
+                .filter(login_challenges::Column::UserId.eq(user.clone()))
+                .filter(login_challenges::Column::ExpiresAt.gt(now));
+            if let Some(try_) = try_ {
+                let max = i32::try_from(try_.max_failures).unwrap_or(i32::MAX);
+                used = used.filter(login_challenges::Column::FailedAttempts.lt(max));
+            }
+            let used = used.exec(&*tx).await.map_err(db_error("use challenge"))?;
+            if used.rows_affected != 1 {
+                if try_.is_some() {
+                    Self::abandon(tx).await?;
+                    return Err(CompletionError::Refused(Refusal::ChallengeGone));
+                }
+                return Err(CompletionError::ChallengeGone);
+            }
+        }
         // A check judged without a reservation passes the budget here, in
         // the transaction that settles it: one write instead of two.
         if let Some(gate) = attempt.gate {
-            let checked =
-                Self::check_gate(&tx, &attempt.name, gate.challenge, now, gate.threshold).await?;
+            let checked = Self::check_gate(&tx, &attempt.name, None, now, gate.threshold).await?;
             if let Err(refusal) = checked {
                 Self::abandon(tx).await?;
                 return Err(CompletionError::Refused(refusal));
             }
         }
         match proof {
-            LoginProof::Password { .. } => {}
-            LoginProof::PasswordAnd { proof, .. } => {
+            LoginProof::PasswordAnd { proof, .. } | LoginProof::SecondFactor { proof, .. }
+                if step.is_none() =>
+            {
                 Self::spend(&tx, session.user_id, proof, now).await?;
             }
-            LoginProof::SecondFactor { challenge, proof } => {
-                let used = login_challenges::Entity::delete_many()
-                    .filter(login_challenges::Column::Id.eq(challenge.to_string()))
-                    .filter(login_challenges::Column::UserId.eq(user.clone()))
-                    .filter(login_challenges::Column::ExpiresAt.gt(now))
-                    .exec(&*tx)
-                    .await
-                    .map_err(db_error("use challenge"))?;
-                if used.rows_affected != 1 {
-                    return Err(CompletionError::ChallengeGone);
-                }
-                Self::spend(&tx, session.user_id, proof, now).await?;
-            }
+            _ => {}
         }
         let row = sessions::ActiveModel {
             id: Set(session.id.to_string()),
@@ -199,8 +227,9 @@ impl SessionStore for SeaOrmStore {
             .filter(sessions::Column::TokenHash.eq(hash.0.to_vec()))
             .filter(users::Column::DisabledAt.is_null())
             .into_model::<SessionWithOwner>()
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("find session"))?
         else {
             return Ok(None);

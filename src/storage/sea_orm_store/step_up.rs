@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, db_error, ms};
+use super::{SeaOrmStore, db_error, first_row, ms};
 use crate::domain::ids::{AttemptId, UserId};
 use crate::domain::second_factor::SecondFactorProof;
 use crate::domain::store::{
@@ -60,8 +60,9 @@ impl SeaOrmStore {
                     .select_only()
                     .column(users::Column::Username)
                     .into_tuple()
-                    .one(tx)
+                    .all(tx)
                     .await
+                    .map(first_row)
                     .map_err(db_error("read username"))?;
                 let ended = sessions::Entity::find()
                     .filter(sessions::Column::UserId.eq(id))

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, corrupt, db_error, ms, user_id};
+use super::{SeaOrmStore, corrupt, db_error, first_row, ms, user_id};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::{TrustedDeviceId, UserId};
 use crate::domain::store::{
@@ -146,8 +146,9 @@ impl TrustedDeviceStore for SeaOrmStore {
             .filter(trusted_devices::Column::TokenHash.eq(hash.0.to_vec()))
             .filter(trusted_devices::Column::ExpiresAt.gt(ms(now)))
             .into_tuple()
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("find trusted device"))?;
         found
             .map(|(id, user)| {

@@ -1,9 +1,11 @@
 //! [`UserStore`] over the `users` table.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+};
 
-use super::{SeaOrmStore, db_error, ms};
+use super::{SeaOrmStore, db_error, first_row, ms, step_value};
 use crate::domain::ids::UserId;
 use crate::domain::store::{CompletionError, StoreResult, UserRecord, UserStore};
 use crate::domain::username::Username;
@@ -13,8 +15,9 @@ impl SeaOrmStore {
     pub(super) async fn username_of(&self, id: &str) -> StoreResult<Option<users::Model>> {
         users::Entity::find_by_id(id.to_owned())
             .filter(users::Column::DisabledAt.is_null())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("find user"))
     }
 
@@ -23,25 +26,51 @@ impl SeaOrmStore {
     /// still `verified_hash`. Taking the row lock first serialises one
     /// user's completions on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already
     /// serialises writers), so the session cap holds under concurrency.
+    /// With `spend_step`, the same UPDATE spends that TOTP step (only a
+    /// step later than the stored one), answering `StepUsed` if it was not.
     pub(super) async fn lock_user(
         tx: &DatabaseTransaction,
         user: &str,
         verified_hash: Option<&str>,
+        spend_step: Option<u64>,
         now: i64,
     ) -> Result<(), CompletionError> {
-        let mut update = users::Entity::update_many()
-            .col_expr(users::Column::LastLoginAt, Expr::value(now))
-            .filter(users::Column::Id.eq(user))
-            .filter(users::Column::DisabledAt.is_null());
-        if let Some(hash) = verified_hash {
-            update = update.filter(users::Column::PasswordHash.eq(hash));
-        }
-        let locked = update.exec(tx).await.map_err(db_error("lock user"))?;
+        let lock = |step: Option<u64>| {
+            let mut update = users::Entity::update_many()
+                .col_expr(users::Column::LastLoginAt, Expr::value(now))
+                .filter(users::Column::Id.eq(user))
+                .filter(users::Column::DisabledAt.is_null());
+            if let Some(hash) = verified_hash {
+                update = update.filter(users::Column::PasswordHash.eq(hash));
+            }
+            if let Some(step) = step.map(step_value) {
+                // Only a step later than the stored one is spent.
+                update = update
+                    .col_expr(users::Column::TotpLastStep, Expr::value(step))
+                    .filter(
+                        Condition::any()
+                            .add(users::Column::TotpLastStep.is_null())
+                            .add(users::Column::TotpLastStep.lt(step)),
+                    );
+            }
+            update
+        };
+        let locked = lock(spend_step)
+            .exec(tx)
+            .await
+            .map_err(db_error("lock user"))?;
         if locked.rows_affected == 1 {
-            Ok(())
-        } else {
-            Err(CompletionError::CredentialsChanged)
+            return Ok(());
         }
+        // Nothing matched: the step was spent, or the credentials changed.
+        // Asking again without the step tells which (the rare path).
+        if spend_step.is_some() {
+            let locked = lock(None).exec(tx).await.map_err(db_error("lock user"))?;
+            if locked.rows_affected == 1 {
+                return Err(CompletionError::StepUsed);
+            }
+        }
+        Err(CompletionError::CredentialsChanged)
     }
 }
 
@@ -68,8 +97,9 @@ impl UserStore for SeaOrmStore {
     async fn user_by_name(&self, name: &Username) -> StoreResult<Option<UserRecord>> {
         users::Entity::find()
             .filter(users::Column::Username.eq(name.as_str()))
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(first_row)
             .map_err(db_error("find user by name"))?
             .map(UserRecord::try_from)
             .transpose()
