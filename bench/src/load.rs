@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tonic::Status;
@@ -50,6 +51,45 @@ pub struct Measured {
     pub latencies_us: Vec<u64>,
     /// Whether prepared work ran out before the window ended.
     pub exhausted: bool,
+    /// CPU time (user + system) over the window: the spawned server's and
+    /// this process's. CPU per call is steadier than calls per second on a
+    /// shared machine: waiting for a core does not count.
+    pub cpu: Option<CpuSpent>,
+}
+
+/// CPU time spent over a measured window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSpent {
+    /// By the spawned server, when there is one.
+    pub server: Option<Duration>,
+    /// By this load generator.
+    pub client: Duration,
+}
+
+/// The spawned server's pid (0: none, a remote target), for its CPU time.
+pub static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// User + system CPU time of process `pid` (this one for `None`), from
+/// `/proc/<pid>/stat` (clock ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which may itself hold spaces:
+    // state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn cpu_sample() -> (Option<Duration>, Option<Duration>) {
+    let server = match SERVER_PID.load(Ordering::Relaxed) {
+        0 => None,
+        pid => cpu_time(Some(pid)),
+    };
+    (server, cpu_time(None))
 }
 
 impl Measured {
@@ -76,6 +116,16 @@ impl Measured {
         )]
         let index = ((last as f64) * q).round() as usize;
         us_to_ms(self.latencies_us[index.min(last)])
+    }
+
+    /// Server and client CPU per successful call, in microseconds.
+    pub fn cpu_per_call_us(&self) -> (Option<f64>, Option<f64>) {
+        let Some(cpu) = self.cpu.filter(|_| self.ok > 0) else {
+            return (None, None);
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / self.ok as f64;
+        (cpu.server.map(per), Some(per(cpu.client)))
     }
 
     /// The slowest successful call, in milliseconds.
@@ -134,6 +184,13 @@ where
     let start = Instant::now();
     let window_start = start + spec.warmup;
     let end = window_start + spec.duration;
+    // CPU time sampled at the window's edges.
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(window_start.into()).await;
+        let first = cpu_sample();
+        tokio::time::sleep_until(end.into()).await;
+        (first, cpu_sample())
+    });
     let mut workers = Vec::with_capacity(spec.in_flight);
     for worker in 0..spec.in_flight.max(1) {
         let call = Arc::clone(&call);
@@ -179,9 +236,19 @@ where
         .filter_map(|l| l.exhausted_at)
         .min()
         .map_or(end, |t| t.min(end));
+    let ((server0, client0), (server1, client1)) = sampler.await?;
+    let exhausted = window_end < end;
+    // Only a full window's CPU time matches its calls.
+    let cpu = (!exhausted).then_some(()).and_then(|()| {
+        Some(CpuSpent {
+            server: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
+            client: client1?.saturating_sub(client0?),
+        })
+    });
     let mut measured = Measured {
-        exhausted: window_end < end,
+        exhausted,
         window: window_end.saturating_duration_since(window_start),
+        cpu,
         ..Measured::default()
     };
     // Keep only what finished inside the window; exhaustion may have cut

@@ -336,7 +336,7 @@ impl Report {
         );
         println!();
         println!(
-            "{:<15} {:<13} {:>4} {:>5} {:>9} {:>7} {:>7} {:>7} {:>8}  {:>6}  {:<30} ratio",
+            "{:<15} {:<13} {:>4} {:>5} {:>9} {:>7} {:>7} {:>7} {:>8}  {:>6} {:>7} {:>7}  {:<30} ratio",
             "scenario",
             "server",
             "conn",
@@ -347,6 +347,8 @@ impl Report {
             "p99",
             "max ms",
             "errors",
+            "srv µs",
+            "cli µs",
             "limit"
         );
         for r in &self.records {
@@ -357,8 +359,10 @@ impl Report {
                 .map_or((String::new(), String::new()), |(n, v, x)| {
                     (format!("{n} = {v:.0}/s"), format!("{x:.2}"))
                 });
+            let (server_us, client_us) = m.cpu_per_call_us();
+            let us = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.0}"));
             println!(
-                "{:<15} {:<13} {:>4} {:>5} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.1}  {:>6}  {:<30} {}{}",
+                "{:<15} {:<13} {:>4} {:>5} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.1}  {:>6} {:>7} {:>7}  {:<30} {}{}",
                 format!("{}{}", r.row.name, if r.sweep { "*" } else { "" }),
                 r.profile,
                 r.connections,
@@ -369,6 +373,8 @@ impl Report {
                 m.quantile_ms(0.99),
                 m.max_ms(),
                 m.errors.values().sum::<u64>(),
+                us(server_us),
+                us(client_us),
                 limit,
                 ratio,
                 if r.row.notes.is_empty() {
@@ -381,7 +387,11 @@ impl Report {
                 println!("{:>20} {n} × {key}", "");
             }
         }
-        println!("(* sweep point: shorter run, for the plot)");
+        println!(
+            "(* sweep point: shorter run, for the plot; srv/cli µs: CPU time per successful call \
+             of the spawned server and of this load generator, user + system, over the window; \
+             the two halves of mixed share one server)"
+        );
         for s in &self.servers {
             println!(
                 "server {} ({}): peak RSS {}",
@@ -465,6 +475,10 @@ impl Report {
                         "p99": m.quantile_ms(0.99), "max": m.max_ms(),
                     },
                     "errors": m.errors,
+                    "cpu_us_per_call": {
+                        "server": m.cpu_per_call_us().0,
+                        "client": m.cpu_per_call_us().1,
+                    },
                     "limit": r.limit.as_ref().map(|(n, v, x)| json!({"name": n, "per_sec": v, "ratio": x})),
                     "notes": r.row.notes,
                 })

@@ -161,6 +161,7 @@ impl Spawner {
             .spawn()
             .with_context(|| format!("start {}", self.binary.display()))?;
         let pid = child.id().context("server pid")?;
+        crate::load::SERVER_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
         let stderr = child.stderr.take().context("server stderr")?;
         let (address_tx, address_rx) = oneshot::channel();
         // Keep reading the log for the server's whole life: a full pipe would
