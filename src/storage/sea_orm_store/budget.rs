@@ -1,9 +1,10 @@
 //! [`FailureBudgetStore`] over `failure_budgets` (failures and locks) and
 //! `budget_reservations` (checks in flight).
 
-use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter,
 };
 use time::OffsetDateTime;
 
@@ -68,7 +69,6 @@ impl SeaOrmStore {
         now: i64,
         threshold: u32,
     ) -> StoreResult<Result<failure_budgets::Model, Refusal>> {
-        let threshold = i64::from(threshold);
         // The challenge's try first, then the budget: every transaction that
         // touches both takes them in this order (complete_login does too),
         // so PostgreSQL never sees a lock cycle.
@@ -90,26 +90,107 @@ impl SeaOrmStore {
             }
         }
         let budget = Self::lock_budget(tx, name, now).await?;
-        if let Some(until) = budget.locked_until.filter(|until| *until > now) {
-            return Ok(Err(Refusal::Locked {
-                until: from_ms(until),
-            }));
-        }
+        let pending = Self::pending_checks(tx, name, now).await?;
+        Ok(judge(
+            budget.failures,
+            budget.locked_until,
+            pending,
+            now,
+            threshold,
+        )
+        .map(|()| budget))
+    }
+
+    /// Checks in flight on `name`: live reservations.
+    async fn pending_checks(
+        tx: &DatabaseTransaction,
+        name: &Username,
+        now: i64,
+    ) -> StoreResult<i64> {
         let pending = budget_reservations::Entity::find()
             .filter(budget_reservations::Column::Name.eq(name.as_str()))
             .filter(budget_reservations::Column::LeaseUntil.gt(now))
             .count(tx)
             .await
             .map_err(db_error("count budget reservations"))?;
-        // Stored failures stay below the threshold (reaching it locks and
-        // steps back by one); clamping covers rows written under a higher
-        // threshold or by older versions, so an unlocked name is never
-        // refused for good: only checks in flight can make it busy.
-        let failures = i64::from(budget.failures).clamp(0, threshold - 1);
-        if failures + i64::try_from(pending).unwrap_or(i64::MAX) >= threshold {
-            return Ok(Err(Refusal::Busy));
+        Ok(i64::try_from(pending).unwrap_or(i64::MAX))
+    }
+
+    /// The gate of a right answer judged without a reservation, inside
+    /// `tx`: the budget must let one more check through, and the completed
+    /// login resets it, so the budget row is deleted and returned in one
+    /// statement (a refusal rolls the delete back). Its row lock orders this
+    /// against every other decision on the name, as the upsert does.
+    ///
+    /// The checks in flight are counted after the lock is held. On SQLite,
+    /// whose writers take turns, in the same statement; on PostgreSQL in
+    /// the next one: a subquery of the DELETE would read the snapshot taken
+    /// before it waited for the lock, missing a reservation committed
+    /// meanwhile.
+    pub(super) async fn pass_gate_resetting(
+        tx: &DatabaseTransaction,
+        name: &Username,
+        now: i64,
+        threshold: u32,
+    ) -> StoreResult<Result<(), Refusal>> {
+        let backend = tx.get_database_backend();
+        let same_statement = backend == DbBackend::Sqlite;
+        let mut returned = vec![
+            Expr::col(failure_budgets::Column::Failures),
+            Expr::col(failure_budgets::Column::LockedUntil),
+        ];
+        if same_statement {
+            let pending = Query::select()
+                .expr(
+                    Expr::col((budget_reservations::Entity, budget_reservations::Column::Id))
+                        .count(),
+                )
+                .from(budget_reservations::Entity)
+                .and_where(
+                    Expr::col((
+                        budget_reservations::Entity,
+                        budget_reservations::Column::Name,
+                    ))
+                    .eq(name.as_str()),
+                )
+                .and_where(
+                    Expr::col((
+                        budget_reservations::Entity,
+                        budget_reservations::Column::LeaseUntil,
+                    ))
+                    .gt(now),
+                )
+                .to_owned();
+            returned.push(Expr::from(pending));
         }
-        Ok(Ok(budget))
+        let reset = Query::delete()
+            .from_table(failure_budgets::Entity)
+            .and_where(failure_budgets::Column::Name.eq(name.as_str()))
+            .returning(Query::returning().exprs(returned))
+            .to_owned();
+        let row = tx
+            .query_one_raw(backend.build(&reset))
+            .await
+            .map_err(db_error("reset failure budget"))?;
+        let read = |e: DbErr| db_error("read failure budget")(e);
+        let (failures, locked_until, pending) = match row {
+            Some(row) => (
+                row.try_get_by_index::<i32>(0).map_err(read)?,
+                row.try_get_by_index::<Option<i64>>(1).map_err(read)?,
+                if same_statement {
+                    Some(row.try_get_by_index::<i64>(2).map_err(read)?)
+                } else {
+                    None
+                },
+            ),
+            // No row: nothing to reset, yet checks may be in flight.
+            None => (0, None, None),
+        };
+        let pending = match pending {
+            Some(pending) => pending,
+            None => Self::pending_checks(tx, name, now).await?,
+        };
+        Ok(judge(failures, locked_until, pending, now, threshold))
     }
 
     /// Counts one failure on the locked `budget` row inside `tx`, locking
@@ -275,4 +356,30 @@ impl FailureBudgetStore for SeaOrmStore {
                 .map(from_ms),
         )
     }
+}
+
+/// Whether a budget of `failures` (locked until `locked_until`) lets one
+/// more check through beside `pending` checks in flight.
+fn judge(
+    failures: i32,
+    locked_until: Option<i64>,
+    pending: i64,
+    now: i64,
+    threshold: u32,
+) -> Result<(), Refusal> {
+    if let Some(until) = locked_until.filter(|until| *until > now) {
+        return Err(Refusal::Locked {
+            until: from_ms(until),
+        });
+    }
+    // Stored failures stay below the threshold (reaching it locks and
+    // steps back by one); clamping covers rows written under a higher
+    // threshold or by older versions, so an unlocked name is never
+    // refused for good: only checks in flight can make it busy.
+    let threshold = i64::from(threshold);
+    let failures = i64::from(failures).clamp(0, threshold - 1);
+    if failures.saturating_add(pending) >= threshold {
+        return Err(Refusal::Busy);
+    }
+    Ok(())
 }

@@ -145,8 +145,11 @@ impl SessionStore for SeaOrmStore {
         }
         // A check judged without a reservation passes the budget here, in
         // the transaction that settles it: one write instead of two.
+        // The completed login resets the budget (count and lock level): for
+        // a gated attempt in the same statement that checks it.
         if let Some(gate) = attempt.gate {
-            let checked = Self::check_gate(&tx, &attempt.name, None, now, gate.threshold).await?;
+            let checked =
+                Self::pass_gate_resetting(&tx, &attempt.name, now, gate.threshold).await?;
             if let Err(refusal) = checked {
                 Self::abandon(tx).await?;
                 return Err(CompletionError::Refused(refusal));
@@ -182,12 +185,11 @@ impl SessionStore for SeaOrmStore {
         }
         if attempt.gate.is_none() {
             Self::remove_reservation(&tx, attempt.attempt).await?;
+            failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
+                .exec(&*tx)
+                .await
+                .map_err(db_error("reset failure budget"))?;
         }
-        // A completed login resets the count and the lock level.
-        failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
-            .exec(&*tx)
-            .await
-            .map_err(db_error("reset failure budget"))?;
         Ok(Self::commit(tx).await?)
     }
 
