@@ -25,7 +25,9 @@
 //! is skipped, and at most `concurrency` computations ever run.
 //!
 //! A full queue is refused at once ([`HashError::Overloaded`]), so a flood of
-//! logins can neither starve other RPCs nor queue without end.
+//! logins can neither starve other RPCs nor queue without end; and the
+//! hashing threads run at a lower CPU priority ([`priority`]), so a flood
+//! that keeps them busy does not slow the calls served beside it.
 //!
 //! A stored hash asking for more memory than the buffer holds (the memory
 //! cost was lowered after it was made, or the row is corrupt) is refused
@@ -49,6 +51,7 @@
 
 mod compute;
 mod pool;
+mod priority;
 #[cfg(test)]
 mod tests;
 

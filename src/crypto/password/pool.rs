@@ -55,7 +55,10 @@ impl HashingPool {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("warden-hash-{n}"))
-                .spawn(move || work(&receiver, &mut memory))
+                .spawn(move || {
+                    super::priority::lower_this_thread();
+                    work(&receiver, &mut memory)
+                })
                 .map_err(|e| failed(format!("start hashing worker: {e}")))?;
         }
         Ok(Arc::new(Self {
