@@ -144,9 +144,8 @@ impl SessionStore for SeaOrmStore {
             }
         }
         // A check judged without a reservation passes the budget here, in
-        // the transaction that settles it: one write instead of two.
-        // The completed login resets the budget (count and lock level): for
-        // a gated attempt in the same statement that checks it.
+        // the transaction that settles it: one write instead of two. The
+        // same statement resets the budget, as a completed login does.
         if let Some(gate) = attempt.gate {
             let checked =
                 Self::pass_gate_resetting(&tx, &attempt.name, now, gate.threshold).await?;
@@ -183,6 +182,8 @@ impl SessionStore for SeaOrmStore {
         if let Some(device) = &session.remember {
             Self::remember_device(&tx, &user, device, now).await?;
         }
+        // A reserved attempt: its reservation goes, and the completed login
+        // resets the count and the lock level (a gated one did above).
         if attempt.gate.is_none() {
             Self::remove_reservation(&tx, attempt.attempt).await?;
             failure_budgets::Entity::delete_by_id(attempt.name.as_str().to_owned())
