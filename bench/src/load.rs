@@ -239,12 +239,13 @@ where
     let ((server0, client0), (server1, client1)) = sampler.await?;
     let exhausted = window_end < end;
     // Only a full window's CPU time matches its calls.
-    let cpu = (!exhausted).then_some(()).and_then(|()| {
-        Some(CpuSpent {
+    let cpu = match (exhausted, client0, client1) {
+        (false, Some(c0), Some(c1)) => Some(CpuSpent {
             server: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
-            client: client1?.saturating_sub(client0?),
-        })
-    });
+            client: c1.saturating_sub(c0),
+        }),
+        _ => None,
+    };
     let mut measured = Measured {
         exhausted,
         window: window_end.saturating_duration_since(window_start),

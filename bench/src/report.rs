@@ -459,6 +459,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "runs": self.records.iter().map(|r| {
                 let m = &r.row.measured;
+                let (server_us, client_us) = m.cpu_per_call_us();
                 json!({
                     "name": r.row.name,
                     "scenario": r.row.scenario.name(),
@@ -476,8 +477,8 @@ impl Report {
                     },
                     "errors": m.errors,
                     "cpu_us_per_call": {
-                        "server": m.cpu_per_call_us().0,
-                        "client": m.cpu_per_call_us().1,
+                        "server": server_us,
+                        "client": client_us,
                     },
                     "limit": r.limit.as_ref().map(|(n, v, x)| json!({"name": n, "per_sec": v, "ratio": x})),
                     "notes": r.row.notes,

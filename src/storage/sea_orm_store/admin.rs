@@ -9,7 +9,7 @@ use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
-use super::{SeaOrmStore, corrupt, db_error, first_row, from_ms, ms, user_id};
+use super::{SeaOrmStore, amr_from_column, corrupt, db_error, first_row, from_ms, ms, user_id};
 use crate::domain::ids::{SessionId, UserId};
 use crate::domain::store::{
     AccountEffect, AccountRecord, AdminStore, LiveWindow, SecretPurpose, SessionDetails,
@@ -297,12 +297,7 @@ impl AdminStore for SeaOrmStore {
                     last_used_at: from_ms(row.last_used_at),
                     expires_at: from_ms(row.expires_at),
                     authenticated_at: from_ms(row.authenticated_at),
-                    amr: row
-                        .amr
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    amr: amr_from_column(&row.amr),
                     client_address: row.client_address,
                     user_agent: row.user_agent,
                 })

@@ -1,10 +1,10 @@
 //! [`FailureBudgetStore`] over `failure_budgets` (failures and locks) and
 //! `budget_reservations` (checks in flight).
 
-use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter,
+    EntityTrait, QueryFilter,
 };
 use time::OffsetDateTime;
 
@@ -101,19 +101,46 @@ impl SeaOrmStore {
         .map(|()| budget))
     }
 
-    /// Checks in flight on `name`: live reservations.
+    /// `SELECT COUNT(id)` of the checks in flight on `name`: its live
+    /// reservations. Run alone or as a subquery.
+    fn pending_count(name: &Username, now: i64) -> SelectStatement {
+        Query::select()
+            .expr(Expr::col((budget_reservations::Entity, budget_reservations::Column::Id)).count())
+            .from(budget_reservations::Entity)
+            .and_where(
+                Expr::col((
+                    budget_reservations::Entity,
+                    budget_reservations::Column::Name,
+                ))
+                .eq(name.as_str()),
+            )
+            .and_where(
+                Expr::col((
+                    budget_reservations::Entity,
+                    budget_reservations::Column::LeaseUntil,
+                ))
+                .gt(now),
+            )
+            .to_owned()
+    }
+
+    /// The checks in flight on `name`, read inside `tx`.
     async fn pending_checks(
         tx: &DatabaseTransaction,
         name: &Username,
         now: i64,
     ) -> StoreResult<i64> {
-        let pending = budget_reservations::Entity::find()
-            .filter(budget_reservations::Column::Name.eq(name.as_str()))
-            .filter(budget_reservations::Column::LeaseUntil.gt(now))
-            .count(tx)
+        let count = Self::pending_count(name, now);
+        let row = tx
+            .query_one_raw(tx.get_database_backend().build(&count))
             .await
             .map_err(db_error("count budget reservations"))?;
-        Ok(i64::try_from(pending).unwrap_or(i64::MAX))
+        match row {
+            Some(row) => row
+                .try_get_by_index::<i64>(0)
+                .map_err(db_error("count budget reservations")),
+            None => Ok(0),
+        }
     }
 
     /// The gate of a right answer judged without a reservation, inside
@@ -140,28 +167,7 @@ impl SeaOrmStore {
             Expr::col(failure_budgets::Column::LockedUntil),
         ];
         if same_statement {
-            let pending = Query::select()
-                .expr(
-                    Expr::col((budget_reservations::Entity, budget_reservations::Column::Id))
-                        .count(),
-                )
-                .from(budget_reservations::Entity)
-                .and_where(
-                    Expr::col((
-                        budget_reservations::Entity,
-                        budget_reservations::Column::Name,
-                    ))
-                    .eq(name.as_str()),
-                )
-                .and_where(
-                    Expr::col((
-                        budget_reservations::Entity,
-                        budget_reservations::Column::LeaseUntil,
-                    ))
-                    .gt(now),
-                )
-                .to_owned();
-            returned.push(Expr::from(pending));
+            returned.push(Expr::from(Self::pending_count(name, now)));
         }
         let reset = Query::delete()
             .from_table(failure_budgets::Entity)

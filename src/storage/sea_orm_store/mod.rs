@@ -108,6 +108,14 @@ fn first_row<T>(rows: Vec<T>) -> Option<T> {
     rows.into_iter().next()
 }
 
+/// A session's authentication methods as stored: comma-separated.
+fn amr_from_column(amr: &str) -> Vec<String> {
+    amr.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn corrupt(what: &'static str) -> StoreError {
     StoreError::Other(anyhow::anyhow!("corrupt row: {what}"))
 }

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{SeaOrmStore, corrupt, db_error, first_row, from_ms, ms, user_id};
+use super::{SeaOrmStore, amr_from_column, corrupt, db_error, first_row, from_ms, ms, user_id};
 use crate::crypto::tokens::TokenHash;
 use crate::domain::ids::SessionId;
 use crate::domain::second_factor::SecondFactorProof;
@@ -244,12 +244,7 @@ impl SessionStore for SeaOrmStore {
             last_used_at: from_ms(row.last_used_at),
             authenticated_at: from_ms(row.authenticated_at),
             expires_at: from_ms(row.expires_at),
-            amr: row
-                .amr
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            amr: amr_from_column(&row.amr),
             owner_totp_enabled: row.totp_enabled,
         }))
     }
